@@ -1,0 +1,56 @@
+"""`policyc`: the policy toolchain's command line.
+
+Each subcommand lives in `compiler/commands/<name>.py` and exposes
+`register(subparsers)`, which adds its parser and sets `func`; a command's
+`func(args) -> int` returns the exit code (0 ok, 1 findings or failure,
+2 usage). Heavy imports (z3, clang driver) happen inside `func`, so
+`policyc --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .diagnostics import UserError
+
+COMMANDS = ("lint", "fmt", "explain", "verify", "diff", "keygen", "compile", "inspect", "lsp")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="policyc",
+        description="Compile, verify and inspect sealnet routing policies.",
+    )
+    parser.add_argument("--version", action="version", version="policyc 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        module_name = f"{__package__}.commands.{name}"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UserError as exc:
+        print(f"policyc: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
