@@ -1,0 +1,48 @@
+"""`sealnet`: the runtime's command line (node agent; control plane and cluster later).
+
+Each command group lives in `runtime/commands/<name>.py` and exposes
+`register(subparsers)`; `func(args) -> int` returns the exit code
+(0 ok, 1 failure, 2 usage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from compiler.diagnostics import UserError
+
+COMMANDS = ("node", "bench")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sealnet", description="Run sealnet nodes and control planes.")
+    parser.add_argument("--version", action="version", version="sealnet 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        module_name = f"{__package__}.commands.{name}"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UserError as exc:
+        print(f"sealnet: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
