@@ -1,0 +1,69 @@
+# sealnet developer and CI entry points. `make setup` is idempotent: it installs
+# missing Debian packages (only when run as root) and (re)builds .venv when
+# pyproject.toml changed. CI runs .ci/run, which calls `make test`.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.sealnet-installed
+# Parallel pytest workers; kernel tests are safe in parallel (per-test random
+# namespace and interface names).
+WORKERS ?= 2
+PYTEST_ARGS ?=
+APT_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool iproute2 ethtool iperf3 tcpdump
+
+.PHONY: setup apt venv demo test test-serial bench clean
+
+setup: apt venv
+
+# Install only what is missing, so a second `make setup` does no network I/O.
+apt:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then \
+	  echo "apt: all packages present"; \
+	elif [ "$$(id -u)" -eq 0 ]; then \
+	  echo "apt: installing$$missing"; \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else \
+	  echo "apt: missing$$missing (run 'sudo make setup' to install them)" >&2; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[test,lsp]'
+	@touch $@
+
+# Exit code 5 means "no tests collected": report it loudly and keep it a failure.
+define run_pytest
+	rc=0; $(BIN)/pytest $(1) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests (exit 5)" >&2; fi; \
+	exit $$rc
+endef
+
+test: setup
+	@$(call run_pytest,-q -n $(WORKERS) $(PYTEST_ARGS))
+
+test-serial: setup
+	@$(call run_pytest,-q $(PYTEST_ARGS))
+
+demo: setup
+	@shopt -s nullglob; policies=(examples/*.policy); \
+	if [ $${#policies[@]} -eq 0 ]; then echo "demo: no examples/*.policy yet" >&2; exit 1; fi; \
+	$(BIN)/policyc lint "$${policies[@]}"
+
+bench: setup
+	@if [ -x benchmarks/run ]; then benchmarks/run; \
+	else $(call run_pytest,-q benchmarks); fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
