@@ -405,6 +405,8 @@ def _declare(lib: ctypes.CDLL) -> None:
         "bpf_map_delete_elem": ([c_int, c_void_p], c_int),
         "bpf_map_get_next_key": ([c_int, c_void_p, c_void_p], c_int),
         "bpf_map_freeze": ([c_int], c_int),
+        "bpf_obj_pin": ([c_int, c_char_p], c_int),
+        "bpf_obj_get": ([c_char_p], c_int),
         "bpf_obj_get_info_by_fd": ([c_int, c_void_p, ctypes.POINTER(c_uint32)], c_int),
         "bpf_prog_test_run_opts": ([c_int, ctypes.POINTER(_BpfTestRunOpts)], c_int),
         "bpf_tc_hook_create": ([ctypes.POINTER(_BpfTcHook)], c_int),
@@ -645,6 +647,16 @@ class Map:
     def __del__(self) -> None:
         if getattr(self, "_owns_fd", False) and getattr(self, "_fd", -1) >= 0:
             self.close()
+
+
+def pin_fd(fd: int, path: str) -> None:
+    """Pin a program or map fd in bpffs so it outlives this process."""
+    _check(_lib().bpf_obj_pin(fd, path.encode()), f"pin {path}")
+
+
+def get_pinned(path: str) -> int:
+    """An fd for a pinned program or map (the caller closes it)."""
+    return _check(_lib().bpf_obj_get(path.encode()), f"open pinned {path}")
 
 
 def map_info(fd: int) -> _BpfMapInfo:

@@ -1,0 +1,64 @@
+"""Interface preparation for sealing: offloads off, route MTU lowered, and undone."""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+import pytest
+
+from runtime import ethtool, interface
+from runtime.netns import run, run_in_netns
+
+IP_MTU_DISCOVER = 10  # <linux/in.h>
+IP_PMTUDISC_DO = 2
+
+pytestmark = pytest.mark.kernel
+
+
+def _routes(netns: str) -> str:
+    return run(netns, ["ip", "-4", "route", "show", "table", "main"], capture_output=True, text=True).stdout
+
+
+def test_prepare_lowers_route_mtu_and_disables_offloads_then_restore_undoes(topology) -> None:
+    ns_a, _, veth = topology.pair("198.18.0.0/30")
+    before_routes = _routes(ns_a)
+    before = {n: f.active for n, f in ethtool.features(veth.a, netns=ns_a).items()}
+    assert before["tx-generic-segmentation"] and before["rx-gro"] is not None
+
+    change = interface.prepare(veth.a, ns_a)
+
+    assert change.route_mtu == 1500 - interface.SEAL_OVERHEAD
+    assert f"mtu {change.route_mtu}" in _routes(ns_a)
+    after = ethtool.features(veth.a, netns=ns_a)
+    segmentation = [n for n in after if n.startswith("tx-") and n.endswith("segmentation")]
+    assert segmentation and not any(after[n].active for n in segmentation)
+    assert not after["rx-gro"].active
+
+    # the record survives a JSON round trip (the node agent keeps it on disk)
+    change = interface.InterfaceChange.from_json(change.to_json())
+    assert interface.restore(change) == []
+    assert _routes(ns_a) == before_routes
+    restored = {n: f.active for n, f in ethtool.features(veth.a, netns=ns_a).items()}
+    assert restored == before
+
+
+def _send_df(destination: str, size: int) -> int:
+    """Send one UDP datagram with DF set; 0 or the errno the stack refused it with."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
+        try:
+            sock.sendto(b"x" * size, (destination, 9))
+        except OSError as exc:
+            return exc.errno or -1
+    return 0
+
+
+def test_route_mtu_limits_what_the_sender_emits(topology) -> None:
+    ns_a, _, veth = topology.pair("198.18.0.4/30")
+    udp_ip_headers = 28
+    largest = 1500 - interface.SEAL_OVERHEAD - udp_ip_headers
+    assert run_in_netns(ns_a, _send_df, veth.ip_b, largest + 1) == 0  # before: fits the link
+    interface.prepare(veth.a, ns_a)
+    assert run_in_netns(ns_a, _send_df, veth.ip_b, largest + 1) == errno.EMSGSIZE
+    assert run_in_netns(ns_a, _send_df, veth.ip_b, largest) == 0
