@@ -1,0 +1,48 @@
+"""Lint a generated policy of 10,000 rules (parse + semantic checks, then with the verifier).
+
+Run: .venv/bin/python benchmarks/bench_lint.py [RULES]
+Prints seconds per phase and the ratio against linting the 47-rule example in the same run.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from compiler.frontend import compile_text  # noqa: E402
+from gen_policy import generate  # noqa: E402
+
+
+def timed(fn, repeat: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def main() -> None:
+    rules = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+    text = generate(rules)
+    baseline_text = (Path(__file__).resolve().parent.parent / "examples" / "federation.policy").read_text()
+    base = timed(lambda: compile_text(baseline_text, "federation.policy"), repeat=5)
+    front = timed(lambda: compile_text(text, "bench.policy"))
+    policy, diagnostics = compile_text(text, "bench.policy")
+    assert policy is not None, diagnostics[:3]
+    print(f"rules={rules} lines={text.count(chr(10))}")
+    print(f"parse+check: {front:.3f} s  ({front / base:.0f}x the 47-rule example at {base * 1000:.1f} ms)")
+    try:
+        from compiler.verify import verify
+    except ImportError:
+        return
+    full = timed(lambda: verify(policy), repeat=1)
+    print(f"verify:      {full:.3f} s")
+
+
+if __name__ == "__main__":
+    main()
