@@ -189,7 +189,7 @@ class Packet:
         return {
             "src": str(ipaddress.IPv4Address(self.src)),
             "dst": str(ipaddress.IPv4Address(self.dst)),
-            "proto": PROTO_NAMES.get(self.proto, str(self.proto)),
+            "proto": PROTO_NAMES.get(self.proto, f"proto {self.proto}"),
             "sport": self.sport,
             "dport": self.dport,
         }

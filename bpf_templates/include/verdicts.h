@@ -1,0 +1,25 @@
+/* Verdict counter slots; compiler/codegen.py VERDICTS mirrors this list. */
+#ifndef SEALNET_VERDICTS_H
+#define SEALNET_VERDICTS_H
+
+enum sealnet_verdict {
+	V_ALLOW_PASS = 0,          /* allow rule: passed in plaintext */
+	V_DENY_DROP = 1,           /* deny rule (or default deny) */
+	V_SEAL_SENT = 2,           /* seal rule, sealed/opened by the crypto path */
+	V_SEAL_NO_KEY_DROP = 3,    /* seal rule, egress, no sealing key: fail closed */
+	V_SEAL_PLAINTEXT_DROP = 4, /* seal rule, ingress, arrived in plaintext */
+	V_MALFORMED_DROP = 5,      /* short frame, bad ihl/version/length, truncated L4 */
+	V_ARP_PASS = 6,            /* ARP: IPv4 needs it, carries no IP payload */
+	V_IPV6_DROP = 7,           /* the policy is IPv4 only: IPv6 would bypass it */
+	V_OTHER_L3_DROP = 8,       /* any other ethertype (VLAN, MPLS, ...) */
+	V_FRAGMENT_DROP = 9,       /* non-first fragment whose decision depends on the port */
+	V_INTERNAL_DROP = 10,      /* table lookup out of range: cannot happen, fail closed */
+	V_COUNT = 11,
+};
+
+enum sealnet_action { ACT_DENY = 0, ACT_ALLOW = 1, ACT_SEAL = 2 };
+enum sealnet_dir { DIR_EGRESS = 0, DIR_INGRESS = 1 };
+
+#define RULE_NONE 0xFFFFFFFFu /* last_decision.rule when no rule classified the frame */
+
+#endif

@@ -1,0 +1,103 @@
+"""Rendered C -> BPF ELF object bytes with clang, reproducibly.
+
+Reproducible: the source is written under a fixed file name, build paths are
+mapped away (-ffile-prefix-map / -fdebug-prefix-map), and nothing else of the
+build directory or time enters the object; the same policy built in two
+directories gives byte-identical objects (tests/test_codegen_build.py).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .codegen import INCLUDE_DIR, render
+from .diagnostics import UserError
+from .ir import Policy
+
+MIN_CLANG = 15
+CLANG_NAMES = ("clang", "clang-19", "clang-20", "clang-18", "clang-17", "clang-16", "clang-15")
+SOURCE_NAME = "sealnet.bpf.c"  # fixed: the file name is recorded in debug info
+SOURCE_ROOT = "/sealnet"  # build paths are mapped to this in the object
+DEBIAN_PACKAGE = "clang-19"
+
+
+@dataclass(frozen=True)
+class Clang:
+    path: str
+    version: tuple[int, int, int]
+    version_text: str
+
+
+def _clang_version(path: str) -> tuple[tuple[int, int, int], str] | None:
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r"clang version (\d+)\.(\d+)\.(\d+)", out)
+    if not m:
+        return None
+    return (int(m[1]), int(m[2]), int(m[3])), out.splitlines()[0].strip()
+
+
+def find_clang() -> Clang:
+    """The first clang >= 15 on PATH (SEALNET_CLANG overrides), else a UserError."""
+    override = os.environ.get("SEALNET_CLANG")
+    names = (override,) if override else CLANG_NAMES
+    seen: list[str] = []
+    for name in names:
+        path = shutil.which(name)
+        if path is None:
+            continue
+        found = _clang_version(path)
+        if found is None:
+            continue
+        version, text = found
+        if version[0] >= MIN_CLANG:
+            return Clang(path, version, text)
+        seen.append(f"{path} is {version[0]}.{version[1]}")
+    detail = f" ({'; '.join(seen)})" if seen else ""
+    raise UserError(
+        f"no clang >= {MIN_CLANG} found{detail}: install the Debian package `{DEBIAN_PACKAGE}`"
+        " or set SEALNET_CLANG"
+    )
+
+
+def compile_c(source: str, clang: Clang | None = None) -> bytes:
+    """Compile one C translation unit to a BPF object."""
+    clang = clang or find_clang()
+    with tempfile.TemporaryDirectory(prefix="sealnet-build-") as tmp:
+        src = Path(tmp) / SOURCE_NAME
+        obj = Path(tmp) / "sealnet.bpf.o"
+        src.write_text(source, encoding="utf-8")
+        cmd = [
+            clang.path,
+            "-target", "bpf",
+            "-O2", "-g",
+            "-std=gnu11",
+            "-Wall", "-Werror",
+            "-I", str(INCLUDE_DIR),
+            "-idirafter", "/usr/include/x86_64-linux-gnu",
+            f"-ffile-prefix-map={tmp}={SOURCE_ROOT}",
+            f"-fdebug-prefix-map={tmp}={SOURCE_ROOT}",
+            f"-ffile-prefix-map={INCLUDE_DIR}={SOURCE_ROOT}/include",
+            f"-fdebug-prefix-map={INCLUDE_DIR}={SOURCE_ROOT}/include",
+            "-fdebug-compilation-dir=" + SOURCE_ROOT,
+            "-c", SOURCE_NAME,
+            "-o", obj.name,
+        ]
+        proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            # Generated code failing to compile is our bug, not the user's: keep the log.
+            raise RuntimeError(f"clang failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+        return obj.read_bytes()
+
+
+def build_object(policy: Policy, clang: Clang | None = None) -> bytes:
+    """Render and compile the data plane of a checked policy."""
+    return compile_c(render(policy), clang)

@@ -1,0 +1,56 @@
+"""Checked IR -> eBPF C source, by rendering bpf_templates/ with Jinja."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .ir import Policy
+from .tables import TableSet, build_tables
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "bpf_templates"
+INCLUDE_DIR = TEMPLATE_DIR / "include"
+MAIN_TEMPLATE = "datapath.bpf.c.j2"
+PROGRAMS = ("sealnet_egress", "sealnet_ingress")
+
+# Mirrors bpf_templates/include/verdicts.h, slot order.
+VERDICTS: tuple[str, ...] = (
+    "allow_pass",
+    "deny_drop",
+    "seal_sent",
+    "seal_no_key_drop",
+    "seal_plaintext_drop",
+    "malformed_drop",
+    "arp_pass",
+    "ipv6_drop",
+    "other_l3_drop",
+    "fragment_drop",
+    "internal_drop",
+)
+RULE_NONE = 0xFFFFFFFF
+SEAL_HEADER = "seal_datapath.h"  # written by the crypto engineer; used once it exists
+
+
+def seal_header_available() -> bool:
+    return (INCLUDE_DIR / SEAL_HEADER).is_file()
+
+
+def render(policy: Policy, tables: TableSet | None = None, *, with_seal: bool | None = None) -> str:
+    """The complete C translation unit for this policy."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    if with_seal is None:
+        # The seal path is wired in only once the crypto engineer's header
+        # defines seal_egress/seal_ingress; until then seal traffic is dropped.
+        with_seal = False
+    return env.get_template(MAIN_TEMPLATE).render(
+        policy_name=policy.name.replace("*/", "* /"),
+        policy_version=policy.version,
+        t=tables if tables is not None else build_tables(policy),
+        seal_header=SEAL_HEADER if with_seal else None,
+    )

@@ -1,0 +1,115 @@
+"""The verifier on hand-written policies: each finding kind, witnesses, CLI formats."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from compiler.cli import main
+from compiler.semantics import decide
+from compiler.verify import verify
+from policies import DOMAINS, HEADER, compile_ok
+
+
+def kinds(text: str) -> list[tuple[str, tuple[str, ...]]]:
+    """Anomalies only (these policies have no workflows, so all traffic is unneeded)."""
+    return [(f.kind, f.rules) for f in verify(compile_ok(HEADER + DOMAINS + text)).findings
+            if f.kind != "over-permissive"]
+
+
+def test_shadowed_redundant_unreachable() -> None:
+    assert kinds("rule wide: deny from a to b\nrule narrow: seal tcp from a to b port 80\n") == [
+        ("shadowed", ("narrow", "wide"))]
+    assert kinds("rule wide: seal from a to b\nrule narrow: seal tcp from a to b port 80\n") == [
+        ("redundant", ("narrow", "wide"))]
+    assert kinds("rule t: deny tcp from a to b\nrule u: seal udp from a to b\n"
+                 "rule both: seal from a to b port 53\n") == [("unreachable", ("both", "t", "u"))]
+    assert kinds("rule none: seal icmp from a to !any\n") == [("unreachable", ("none",))]
+
+
+def test_redundant_against_the_default() -> None:
+    assert kinds("rule r: deny from a to b\n") == [("redundant", ("r",))]
+
+
+def test_correlated_and_generalization() -> None:
+    assert kinds("rule x: seal tcp from a to b\nrule y: allow plaintext from a to b port 80\n") == [
+        ("correlated", ("y", "x"))]
+    assert kinds("rule x: deny tcp from a to b port 80\nrule y: seal tcp from a to b\n") == [
+        ("generalization", ("y", "x"))]
+
+
+def test_assertions_workflows_least_privilege() -> None:
+    policy = compile_ok(HEADER + DOMAINS + (
+        "workflow w { s: a port 10\n t: b port 20\n s -> t tcp\n t -> s udp }\n"
+        "rule plain: allow plaintext tcp from a to b port 20\n"
+        "rule extra: seal tcp from a to c port 30\n"
+        "assert sealed from a to b\nassert never from a to c\nassert reachable from c to a\n"
+        "assert reachable tcp from a to b\nassert never from c to a\n"))
+    report = verify(policy)
+    found = [(f.kind, f.rules, f.span.line) for f in report.findings]
+    assert ("assertion-failed", ("plain",), 11) in found          # sealed fails
+    assert ("assertion-failed", ("extra",), 12) in found          # never fails
+    assert ("assertion-failed", ("default",), 13) in found        # reachable fails
+    assert ("workflow-blocked", ("plain",), 7) in found           # s -> t passes in plaintext
+    assert ("workflow-blocked", ("default",), 8) in found         # t -> s denied
+    assert ("over-permissive", ("extra",), 10) in found
+    assert [p.text for p in report.proved] == ["assert reachable tcp from a to b", "assert never from c to a"]
+    for f in report.findings:
+        if f.witness is not None:
+            assert decide(policy, f.witness).rule_name in f.rules or f.rules == ()
+
+
+def test_cli_verify_json_and_exit_codes(tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.policy"
+    bad.write_text(HEADER + DOMAINS + "rule r: allow plaintext from a to b\nassert sealed from a to b\n")
+    assert main(["verify", "--format", "json", str(bad)]) == 1
+    data = json.loads(capsys.readouterr().out)
+    (finding,) = [f for f in data["findings"] if f["kind"] == "assertion-failed"]
+    assert set(finding) == {"kind", "severity", "rules", "message", "file", "line", "column", "witness"}
+    assert set(finding["witness"]) == {"src", "dst", "proto", "sport", "dport"}
+    assert finding["witness"]["src"].startswith("198.18.1.") and finding["witness"]["dst"].startswith("198.18.2.")
+
+    warn = tmp_path / "warn.policy"
+    warn.write_text(HEADER + DOMAINS + "rule r: deny from a to b\n")
+    assert main(["verify", str(warn)]) == 0
+    assert main(["verify", "--strict", str(warn)]) == 1
+    out = capsys.readouterr().out
+    assert "warning[V302]" in out
+
+
+def test_lint_includes_verifier_findings(tmp_path, capsys) -> None:
+    warn = tmp_path / "warn.policy"
+    warn.write_text(HEADER + DOMAINS + "rule r: deny from a to b\n")
+    assert main(["lint", "--format", "json", str(warn)]) == 0
+    codes = [d["code"] for d in json.loads(capsys.readouterr().out)["diagnostics"]]
+    assert codes == ["V302"]
+    assert main(["lint", "--no-verify", "--format", "json", str(warn)]) == 0
+    assert json.loads(capsys.readouterr().out)["diagnostics"] == []
+
+
+def test_diff_cli(tmp_path, capsys) -> None:
+    old = tmp_path / "old.policy"
+    new = tmp_path / "new.policy"
+    old.write_text(HEADER + DOMAINS + "rule r: seal tcp from a to b\n")
+    new.write_text(HEADER + DOMAINS + "rule r: seal tcp from a to b\nrule s: deny tcp from a to b port 22\n")
+    assert main(["diff", str(old), str(old)]) == 0
+    assert "equivalent" in capsys.readouterr().out
+    new.write_text(HEADER + DOMAINS + "rule s: deny tcp from a to b port 22\nrule r: seal tcp from a to b\n")
+    assert main(["diff", "--format", "json", str(old), str(new)]) == 1
+    data = json.loads(capsys.readouterr().out)
+    (d,) = data["differences"]
+    assert (d["old"]["rule"], d["old"]["action"], d["new"]["rule"], d["new"]["action"]) == ("r", "seal", "s", "deny")
+    assert d["witness"]["dport"] == 22 and d["witness"]["proto"] == "tcp"
+    broken = tmp_path / "broken.policy"
+    broken.write_text("policy x\n")
+    assert main(["diff", str(old), str(broken)]) == 2
+
+
+@pytest.mark.parametrize("name", ["pipeline", "genomics", "federation"])
+def test_examples_verify_clean(name: str) -> None:
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "examples" / f"{name}.policy"
+    report = verify(compile_ok(path.read_text(), str(path)))
+    assert report.findings == [] and len(report.proved) >= 4
