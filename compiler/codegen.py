@@ -47,7 +47,7 @@ def render(policy: Policy, tables: TableSet | None = None, *, with_seal: bool | 
     if with_seal is None:
         # The seal path is wired in only once the crypto engineer's header
         # defines seal_egress/seal_ingress; until then seal traffic is dropped.
-        with_seal = False
+        with_seal = seal_header_available()
     return env.get_template(MAIN_TEMPLATE).render(
         policy_name=policy.name.replace("*/", "* /"),
         policy_version=policy.version,

@@ -62,6 +62,11 @@ class TableSet:
     seg_start: tuple[int, ...]  # segment list i is entries seg_start[i] .. seg_start[i+1]-1
     entry_key: tuple[int, ...]  # proto << 16 | dport where a run starts (first of each list: 0)
     entry_rule: tuple[int, ...]  # deciding rule index of the run (rule_count: default)
+    domain_start: tuple[int, ...] = (0,)  # address intervals -> domain id (0: none), for sealing
+    domain_id: tuple[int, ...] = (0,)
+
+    def domain_of(self, addr: int) -> int:
+        return self.domain_id[bisect.bisect_right(self.domain_start, addr) - 1]
 
     def _run(self, packet: Packet) -> tuple[int, int]:
         s = self.src.lookup(packet.src)
@@ -202,6 +207,24 @@ def build_tables(policy: Policy) -> TableSet:
                     entry_rule.append(rule)
                 seg_start.append(len(entry_key))
             pair_segment.append(seg)
+    dom_start: list[int] = []
+    dom_id: list[int] = []
+    edges = sorted((lo, hi, d.id) for d in policy.domains for lo, hi in d.addresses)
+    nxt = 0
+    for lo, hi, did in edges:  # node CIDRs of different domains never overlap (checker)
+        if lo > nxt or not dom_start:
+            if lo > nxt:
+                dom_start.append(nxt)
+                dom_id.append(0)
+        dom_start.append(lo)
+        dom_id.append(did)
+        nxt = hi + 1
+    if not dom_start or dom_start[0] != 0:
+        dom_start.insert(0, 0)
+        dom_id.insert(0, 0)
+    if nxt <= ADDR_MAX and edges:
+        dom_start.append(nxt)
+        dom_id.append(0)
     actions = [ACTION_CODES[r.action] for r in policy.rules] + [ACTION_CODES[policy.default]]
     return TableSet(
         rule_count=rule_count,
@@ -212,4 +235,6 @@ def build_tables(policy: Policy) -> TableSet:
         seg_start=tuple(seg_start),
         entry_key=tuple(entry_key),
         entry_rule=tuple(entry_rule),
+        domain_start=tuple(dom_start),
+        domain_id=tuple(dom_id),
     )

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 
 import z3
 
-from .cubes import cube_intersect, match_intersect
+from .cubes import cube_intersect, match_intersect, match_subtract
 from .diagnostics import Note, Severity
 from .findings import Finding, Proved, findings_to_diagnostics  # noqa: F401  (re-exported for lint)
 from .ir import Action, AssertKind, Cube, Match, Packet, Policy, Rule
@@ -46,7 +46,9 @@ from .z3_encoding import ACTION_CODES, Chain, PacketVars, action_of, match_pred
 # Up to this many rules, witnesses are checked with the plain first-match
 # scan of semantics.decide; above it with the region index (same semantics,
 # tested equal), so checking stays linear in the number of findings.
-PLAIN_CHECK_LIMIT = 2000
+PLAIN_CHECK_LIMIT = 256
+# Bound on cubes in the interval pre-check before the solver takes over.
+CUBE_BUDGET = 512
 
 
 class WitnessError(AssertionError):
@@ -70,6 +72,21 @@ def overlaps(a: Match, b: Match) -> bool:
     return any(cube_intersect(x, y) is not None for x in a.cubes for y in b.cubes)
 
 
+Hull = tuple[int, int, int, int]  # lowest and highest protocol, lowest and highest port
+
+
+def hull(match: Match) -> Hull:
+    """The bounding box of a match's protocols and ports: a quick disjointness test."""
+    if not match.cubes:
+        return (1, 0, 1, 0)
+    return (min(c.proto[0][0] for c in match.cubes), max(c.proto[-1][1] for c in match.cubes),
+            min(c.dport[0][0] for c in match.cubes), max(c.dport[-1][1] for c in match.cubes))
+
+
+def hulls_meet(a: Hull, b: Hull) -> bool:
+    return a[0] <= b[1] and b[0] <= a[1] and a[2] <= b[3] and b[2] <= a[3]
+
+
 class Verifier:
     """Checks over every well-formed packet, or only over `universe` (tests
     restrict it to a space small enough to enumerate; source ports are then 0)."""
@@ -85,6 +102,18 @@ class Verifier:
             self.solver.add(match_pred(self.p, universe), self.p.sport == 0)
         self.report = Report()
         self._by_index = {r.index: r for r in policy.rules}
+        self._preds: dict[int, z3.BoolRef] = {}
+        self._hulls = {r.index: hull(r.match) for r in policy.rules}
+
+    def pred(self, rule: Rule) -> z3.BoolRef:
+        """The rule's match over the packet variables, built once."""
+        found = self._preds.get(rule.index)
+        if found is None:
+            found = self._preds[rule.index] = match_pred(self.p, rule.match)
+        return found
+
+    def chain(self, rules: list[Rule]) -> Chain:
+        return Chain(self.p, rules, self.policy.default, self.pred)
 
     # -- solver helpers --------------------------------------------------------
     def _model(self, *constraints: z3.BoolRef) -> z3.ModelRef | None:
@@ -109,8 +138,9 @@ class Verifier:
         return (self.policy.default if i is None else self._by_index[i].action), i
 
     def _overlapping(self, match: Match, exclude: int | None = None) -> list[Rule]:
+        box = hull(match)
         return [self._by_index[i] for i in self.index.candidates(match)
-                if i != exclude and overlaps(self._by_index[i].match, match)]
+                if i != exclude and hulls_meet(self._hulls[i], box) and overlaps(self._by_index[i].match, match)]
 
     def _check(self, ok: bool, what: str, packet: Packet) -> None:
         if not ok:
@@ -144,8 +174,8 @@ class Verifier:
             self._emit("unreachable", Severity.WARNING, (rule.name,),
                        f"rule `{rule.name}` matches no packet at all", rule.span, None)
             return None
-        mine = match_pred(self.p, rule.match)
-        chain = Chain(self.p, earlier, self.policy.default)
+        mine = self.pred(rule)
+        chain = self.chain(earlier)
         model = self._model(mine, chain.none_match())
         if model is not None:
             point = self.p.packet(model)
@@ -190,8 +220,8 @@ class Verifier:
                 return
             witness = decided
         else:
-            decides = z3.And(match_pred(self.p, rule.match), Chain(self.p, earlier, self.policy.default).none_match())
-            after = Chain(self.p, later, self.policy.default)
+            decides = z3.And(self.pred(rule), self.chain(earlier).none_match())
+            after = self.chain(later)
             if self._model(decides, after.action != code) is not None:
                 return
             model = self._model(decides)
@@ -207,7 +237,7 @@ class Verifier:
         for other in earlier:
             if other.action is rule.action:
                 continue
-            mine, theirs = match_pred(self.p, rule.match), match_pred(self.p, other.match)
+            mine, theirs = self.pred(rule), self.pred(other)
             both = self._model(mine, theirs)
             if both is None:
                 continue
@@ -229,7 +259,7 @@ class Verifier:
 
     # -- assertions and workflows ----------------------------------------------------
     def _passing(self, match: Match) -> tuple[z3.BoolRef, Chain]:
-        chain = Chain(self.p, self._overlapping(match), self.policy.default)
+        chain = self.chain(self._overlapping(match))
         return match_pred(self.p, match), chain
 
     def check_assertions(self) -> None:
@@ -298,19 +328,25 @@ class Verifier:
                 self.report.proved.append(Proved("flow", text + (" (sealed)" if cross else ""), flow.span))
 
     def check_least_privilege(self) -> None:
-        flows = [f.match for wf in self.policy.workflows for f in wf.flows]
-        needed = z3.Or(*[match_pred(self.p, m) for m in flows]) if flows else z3.BoolVal(False)
+        flows_by_key: dict[tuple[int, int], list[Match]] = {}
+        for wf in self.policy.workflows:
+            for f in wf.flows:
+                for key in self.index.keys_of(f.match):
+                    flows_by_key.setdefault(key, []).append(f.match)
         for a in self.policy.domains:
             for b in self.policy.domains:
                 if a.name == b.name or not a.prefixes or not b.prefixes:
                     continue
                 pair = Match((Cube(src=a.addresses, dst=b.addresses),))
                 related = self._overlapping(pair)
-                if self.policy.default is Action.DENY and not any(r.action.passes for r in related):
-                    continue  # nothing can pass: no solver call
-                chain = Chain(self.p, related, self.policy.default)
+                candidates = {id(m): m for key in self.index.keys_of(pair) for m in flows_by_key.get(key, ())}
+                flows = [m for m in candidates.values() if overlaps(m, pair)]
+                if not self._may_pass_unneeded(pair, related, flows):
+                    continue  # exact interval arithmetic: nothing to ask the solver
+                chain = self.chain(related)
+                needed = [match_pred(self.p, m) for m in flows]
                 model = self._model(match_pred(self.p, pair), chain.action != ACTION_CODES[Action.DENY],
-                                    z3.Not(needed))
+                                    z3.Not(z3.Or(*needed)) if needed else z3.BoolVal(True))
                 if model is None:
                     continue
                 w = self.p.packet(model)
@@ -321,6 +357,30 @@ class Verifier:
                 self._emit("over-permissive", Severity.WARNING, (self._name(by),),
                            f"`{self._name(by)}` passes traffic from `{a.name}` to `{b.name}` that no "
                            f"workflow flow needs ({action.value})", span, w)
+
+    def _may_pass_unneeded(self, region: Match, related: list[Rule], flows: list[Match]) -> bool:
+        """False only when no packet of `region` that no flow needs can pass.
+
+        First-match by cube subtraction; exact, and bounded: past
+        CUBE_BUDGET cubes it gives up and answers True (the solver decides).
+        """
+        remaining = region
+        for rule in related + [None]:  # type: ignore[list-item]
+            action = self.policy.default if rule is None else rule.action
+            decided = remaining if rule is None else match_intersect(remaining, rule.match)
+            if action.passes and decided.cubes:
+                unneeded = decided
+                for f in flows:
+                    unneeded = match_subtract(unneeded, f)
+                    if len(unneeded.cubes) > CUBE_BUDGET:
+                        return True
+                if any(a_point(Match((c,))) is not None for c in unneeded.cubes):
+                    return True
+            if rule is not None:
+                remaining = match_subtract(remaining, rule.match)
+                if len(remaining.cubes) > CUBE_BUDGET:
+                    return True
+        return False
 
     def _emit(self, kind: str, severity: Severity, rules: tuple[str, ...], message: str, span,
               witness: Packet | None, notes: tuple[Note, ...] = ()) -> None:

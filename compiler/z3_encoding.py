@@ -11,7 +11,7 @@ reference semantics and the data plane model them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import z3
 
@@ -79,24 +79,44 @@ class Chain:
     """The first-match decision of `rules` (in order) with `default`, over packet `p`.
 
     `action` is the 8-bit action code; `rule` is the deciding rule's index
-    (NO_RULE for the default). Only the rules given take part: callers pass
-    the rules that can share a packet with the region they ask about.
+    (NO_RULE for the default), built only when asked for. Only the rules
+    given take part: callers pass the rules that can share a packet with the
+    region they ask about.
     """
 
-    def __init__(self, p: PacketVars, rules: Sequence[Rule], default: Action):
+    def __init__(self, p: PacketVars, rules: Sequence[Rule], default: Action,
+                 pred_of: Callable[[Rule], z3.BoolRef] | None = None):
         self.p = p
-        self.preds = [match_pred(p, r.match) for r in rules]
-        action: z3.BitVecRef = z3.BitVecVal(ACTION_CODES[default], 8)
-        rule: z3.ArithRef = z3.IntVal(NO_RULE)
-        for r, pred in zip(reversed(rules), reversed(self.preds)):
-            action = z3.If(pred, z3.BitVecVal(ACTION_CODES[r.action], 8), action)
-            rule = z3.If(pred, z3.IntVal(r.index), rule)
-        self.action = action
-        self.rule = rule
         self.rules = list(rules)
+        self.preds = [pred_of(r) if pred_of else match_pred(p, r.match) for r in self.rules]
+        codes = _action_constants()
+        action: z3.BitVecRef = codes[default]
+        for r, pred in zip(reversed(self.rules), reversed(self.preds)):
+            if codes[r.action] is not action:  # equal neighbours fold away
+                action = z3.If(pred, codes[r.action], action)
+        self.action = action
+        self._rule: z3.ArithRef | None = None
+
+    @property
+    def rule(self) -> z3.ArithRef:
+        if self._rule is None:
+            rule: z3.ArithRef = z3.IntVal(NO_RULE)
+            for r, pred in zip(reversed(self.rules), reversed(self.preds)):
+                rule = z3.If(pred, z3.IntVal(r.index), rule)
+            self._rule = rule
+        return self._rule
 
     def none_match(self) -> z3.BoolRef:
         return z3.Not(z3.Or(*self.preds)) if self.preds else z3.BoolVal(True)
+
+
+_CONSTANTS: dict[Action, z3.BitVecRef] = {}
+
+
+def _action_constants() -> dict[Action, z3.BitVecRef]:
+    if not _CONSTANTS:
+        _CONSTANTS.update({a: z3.BitVecVal(code, 8) for a, code in ACTION_CODES.items()})
+    return _CONSTANTS
 
 
 def action_of(model: z3.ModelRef, expr: z3.BitVecRef) -> Action:

@@ -14,25 +14,31 @@
 
 /* Largest index i in [lo, lo + n) with keys[i] <= v, given keys[lo] <= v.
  * Returns -1 (caller drops) if an index would leave the array of `cap`. */
-static __always_inline int search_le(const volatile __u32 *keys, __u32 cap, __u32 lo, __u32 n,
-				     __u32 v, __u32 *out)
+static __always_inline int search_le(const volatile __u32 *keys, __u64 cap, __u64 lo, __u64 n,
+				     __u32 v, __u64 *out)
 {
-	__u32 base = lo;
+	/* 64-bit indices throughout: a 32-bit index would be truncated in a
+	 * copy the verifier does not connect with the register used to index. */
+	__u64 base = lo;
 
 	for (int i = 0; i < SEARCH_MAX_STEPS; i++) {
 		if (n <= 1)
 			break;
-		__u32 half = n >> 1;
-		__u32 idx = base + half;
+		__u64 half = n >> 1;
+		__u64 idx = base + half;
 		if (idx >= cap)
 			return -1;
-		/* 1 when keys[idx] <= v: the borrow of a 64-bit subtraction of
-		 * two 32-bit values lands in bit 63. */
-		__u64 ge = (((__u64)v - (__u64)keys[idx]) >> 63) ^ 1;
-		/* Hide ge's 0/1 range from clang so it multiplies instead of
-		 * turning this back into a branch. */
+		/* ge = 1 when keys[idx] <= v: the borrow of a 64-bit subtraction
+		 * of two 32-bit values lands in bit 63. The empty asm statements
+		 * hide the difference and ge's 0/1 range from clang, which would
+		 * otherwise turn this back into a compare-and-branch. (A mask
+		 * `(diff >> 63) - 1` instead of the multiply loses the verifier's
+		 * bounds and blows its state count up: keep the multiply.) */
+		__u64 diff = (__u64)v - (__u64)keys[idx];
+		asm volatile("" : "+r"(diff));
+		__u64 ge = (diff >> 63) ^ 1;
 		asm volatile("" : "+r"(ge));
-		base += (__u32)ge * half;
+		base += ge * half;
 		n -= half;
 	}
 	*out = base;

@@ -1,0 +1,130 @@
+"""Decision tables and the clang build, without the kernel.
+
+Cost: ~5 s (hypothesis 150 policies x 300 packets against the reference; two clang builds).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from compiler.build import SOURCE_NAME, build_object, compile_c, find_clang
+from compiler.codegen import render
+from compiler.diagnostics import UserError
+from compiler.ir import ADDR_MAX, PORT_MAX, Packet
+from compiler.semantics import decide
+from compiler.tables import build_tables
+from compiler.validate import boundary_packets, random_packets
+from policies import DOMAINS, HEADER, compile_ok
+from strategies import policies
+
+
+def _expected(policy, packet: Packet) -> int:
+    index = decide(policy, packet).rule_index
+    return len(policy.rules) if index is None else index
+
+
+def _probe_packets(policy, seed: int) -> list[Packet]:
+    packets = random_packets(policy, 150, random.Random(seed))
+    for rule in policy.rules:
+        for cube in rule.match.cubes:
+            if not cube.is_empty():
+                packets.extend(boundary_packets(cube))
+    return packets
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(policies())
+def test_tables_decide_like_the_reference(text: str) -> None:
+    policy = compile_ok(text)
+    tables = build_tables(policy)
+    for packet in _probe_packets(policy, 1):
+        assert tables.decide(packet) == _expected(policy, packet), packet
+
+
+@settings(max_examples=60, deadline=None)
+@given(policies())
+def test_fragment_decision_only_when_port_independent(text: str) -> None:
+    """decide_any_port answers only when every dport gets the same rule."""
+    policy = compile_ok(text)
+    tables = build_tables(policy)
+    for packet in _probe_packets(policy, 2)[:200]:
+        if packet.proto not in (6, 17):
+            continue
+        got = tables.decide_any_port(packet)
+        ports = [0, 1, 22, 80, 443, 7000, 7001, 7002, 65534, PORT_MAX] + [
+            p for c in (cu for r in policy.rules for cu in r.match.cubes) for iv in c.dport for p in iv
+        ]
+        rules = {_expected(policy, Packet(packet.src, packet.dst, packet.proto, 1, p)) for p in ports}
+        if got is not None:
+            assert rules == {got}
+
+
+def test_equivalent_addresses_share_a_class() -> None:
+    policy = compile_ok(HEADER + DOMAINS + "rule r: allow tcp from a to b port 80\nrule s: deny from c to any\n")
+    tables = build_tables(policy)
+    # Outside any rule address, a, c: three source classes (a before/after the gap merge).
+    assert tables.src.count == 3
+    assert tables.decide(Packet(0xC6120105, 0xC6120205, 6, 1, 80)) == 0
+    assert tables.decide(Packet(0xC6120105, 0xC6120205, 17, 1, 80)) == 2  # default
+    assert tables.decide(Packet(0xC6120305, ADDR_MAX, 1)) == 1
+
+
+def test_missing_clang_names_the_debian_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEALNET_CLANG", "clang-does-not-exist")
+    with pytest.raises(UserError, match="clang-19"):
+        find_clang()
+
+
+def test_clang_is_15_or_newer() -> None:
+    assert find_clang().version[0] >= 15
+
+
+def test_same_policy_twice_in_different_directories_is_byte_identical(tmp_path) -> None:
+    policy = compile_ok(HEADER + DOMAINS + "rule r: seal tcp from a to b port 7000-7100\ndefault deny\n")
+    first = build_object(policy)
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        second = build_object(policy)
+    finally:
+        os.chdir(cwd)
+    assert first == second
+    assert b"sealnet-build-" not in first  # no temp directory name leaks into debug info
+    assert SOURCE_NAME.encode() in first
+
+
+def test_policy_change_changes_the_object() -> None:
+    a = compile_ok(HEADER + DOMAINS + "rule r: allow tcp from a to b port 80\n")
+    b = compile_ok(HEADER + DOMAINS + "rule r: allow tcp from a to b port 81\n")
+    assert build_object(a) != build_object(b)
+
+
+def test_rendered_c_has_no_per_rule_code() -> None:
+    """The rule count changes table sizes, never the code: no if-chain per rule."""
+    small = compile_ok(HEADER + DOMAINS + "rule r: allow tcp from a to b port 80\n")
+    big = compile_ok(
+        HEADER + DOMAINS + "".join(f"rule r{i}: allow tcp from a to b port {1000 + i}\n" for i in range(200))
+    )
+    strip = lambda c: "\n".join(l for l in c.splitlines() if not l.startswith(("const volatile", "#define N_", "/* sealnet data plane")))  # noqa: E731
+    assert strip(render(small)) == strip(render(big))
+
+
+def test_clang_failure_is_reported_with_its_log() -> None:
+    with pytest.raises(RuntimeError, match="clang failed"):
+        compile_c("this is not C;\n")
+
+
+@settings(max_examples=40, deadline=None)
+@given(policies())
+def test_domain_table_matches_the_ir(text: str) -> None:
+    policy = compile_ok(text)
+    tables = build_tables(policy)
+    probes = {0, ADDR_MAX} | {v for d in policy.domains for lo, hi in d.addresses for v in (lo - 1, lo, hi, hi + 1)}
+    for addr in probes:
+        if 0 <= addr <= ADDR_MAX:
+            d = policy.domain_of(addr)
+            assert tables.domain_of(addr) == (0 if d is None else d.id), hex(addr)
