@@ -57,9 +57,7 @@ test-serial: setup
 	@$(call run_pytest,-q $(PYTEST_ARGS))
 
 demo: setup
-	@shopt -s nullglob; policies=(examples/*.policy); \
-	if [ $${#policies[@]} -eq 0 ]; then echo "demo: no examples/*.policy yet" >&2; exit 1; fi; \
-	$(BIN)/policyc lint "$${policies[@]}"
+	@bash scripts/demo.sh
 
 bench: setup
 	@if [ -x benchmarks/run ]; then benchmarks/run; \

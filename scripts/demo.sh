@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The main demo: lint, format-check, explain and verify every example policy,
+# then show a semantic diff between two versions of one.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+policyc=.venv/bin/policyc
+shopt -s nullglob
+policies=(examples/*.policy)
+[ ${#policies[@]} -gt 0 ] || { echo "demo: no examples/*.policy" >&2; exit 1; }
+
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
+  step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+  step() { printf '\n== %s\n' "$*"; }
+fi
+
+step "lint (syntax, semantic checks and the Z3 verifier)"
+$policyc lint "${policies[@]}"
+
+step "format check"
+$policyc fmt --check "${policies[@]}" && echo "all ${#policies[@]} policies are formatted"
+
+for p in "${policies[@]}"; do
+  step "explain $p"
+  $policyc explain "$p"
+  step "verify $p"
+  $policyc verify "$p"
+done
+
+step "diff: genomics with an extra rule that opens ssh to the lab in plaintext"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+sed 's/^rule to_align:/rule lab_ssh: allow plaintext tcp from hospital to lab port 22\nrule to_align:/' \
+  examples/genomics.policy > "$tmp/genomics-v4.policy"
+$policyc diff examples/genomics.policy "$tmp/genomics-v4.policy" || true
