@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Iterable, Sequence
 
 ADDR_BITS = 32  # IPv4 first; IPv6 later widens address fields to 128
@@ -211,7 +212,7 @@ class Domain:
     control_plane: str | None  # "host:port" of the domain's control plane
     span: Span
 
-    @property
+    @cached_property
     def addresses(self) -> IntervalSet:
         return normalize(prefix_interval(p) for p in self.prefixes)
 
