@@ -241,7 +241,7 @@ def z3_witnesses(policy: Policy, *, max_rules: int = 400, timeout_ms: int = 2000
     return packets, unreachable
 
 
-def validation_packets(policy: Policy, *, random_count: int = 256, seed: int = 0, max_boundary: int = 20000) -> tuple[list[Packet], int, list[str]]:
+def validation_packets(policy: Policy, *, random_count: int = 256, seed: int = 0, max_boundary: int = 5000) -> tuple[list[Packet], int, list[str]]:
     witnesses, unreachable = z3_witnesses(policy)
     boundary: list[Packet] = []
     for rule in policy.rules:
