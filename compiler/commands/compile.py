@@ -1,0 +1,109 @@
+"""`policyc compile FILE -o OUT --sign-key KEY`: verify, build, measure, sign.
+
+A policy with errors (syntax, semantic, failed assertions, blocked workflow
+flows) builds nothing; with --validate the object must also decide exactly
+as the source in the kernel. OUT is written atomically, only on success.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+from ..diagnostics import UserError
+from ._common import has_errors, load, print_diagnostics
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..manifest import AES_IMPLEMENTATIONS, CIPHER_SUITES
+
+    parser = sub.add_parser("compile", help="build a measured, signed bundle from a policy")
+    parser.add_argument("file", metavar="FILE")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT")
+    parser.add_argument("--sign-key", required=True, metavar="KEY", help="the authority's Ed25519 private key (PEM)")
+    parser.add_argument("--validate", action="store_true",
+                        help="run the object in the kernel against the source semantics (needs root)")
+    parser.add_argument("--cipher-suite", choices=CIPHER_SUITES, default="aes-ccm")
+    parser.add_argument("--aes-implementation", choices=AES_IMPLEMENTATIONS, default="aes-fixed-time",
+                        help="kernel AES driver: aes-fixed-time is constant time (default); "
+                             "aes-generic is faster and table based (not constant time)")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.set_defaults(func=run)
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".policyc-")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..build import compile_c, find_clang
+    from ..bundle import pack
+    from ..codegen import render
+    from ..findings import findings_to_diagnostics
+    from ..manifest import build_manifest, canonical
+    from ..measure import measure
+    from ..signing import load_private
+    from ..tables import TableError, build_tables
+    from ..verify import verify
+
+    key = load_private(args.sign_key)  # a bad key fails before any work
+    item = load(args.file)
+    if item.policy is None:
+        print_diagnostics([item], "text")
+        print(f"{args.file}: not compiled: the policy has errors", file=sys.stderr)
+        return 1
+    report = verify(item.policy)
+    item.diagnostics += findings_to_diagnostics(report.findings)
+    if has_errors(item.diagnostics):
+        print_diagnostics([item], "text")
+        print(f"{args.file}: not compiled: verification failed", file=sys.stderr)
+        return 1
+    try:
+        tables = build_tables(item.policy)
+    except TableError as exc:
+        raise UserError(f"{args.file}: {exc}") from None
+    clang = find_clang()
+    object_bytes = compile_c(render(item.policy), clang)
+    validation = None
+    if args.validate:
+        from ..validate import validate
+
+        validation = validate(item.policy, object_bytes)
+        if not validation.ok:
+            print(validation.summary(), file=sys.stderr)
+            print(f"{args.file}: not written: the compiled object disagrees with the source", file=sys.stderr)
+            return 1
+    manifest = build_manifest(item.policy, object_bytes, tables, clang_version=clang.version_text,
+                              cipher_suite=args.cipher_suite, aes_implementation=args.aes_implementation)
+    measurement = measure(object_bytes, canonical(manifest))
+    data = pack(manifest, object_bytes, key)
+    _write_atomically(args.output, data)
+    if args.format == "json":
+        out = {"bundle": args.output, "bytes": len(data), "measurement": measurement,
+               "object_bytes": len(object_bytes),
+               "warnings": [d.to_json() for d in item.diagnostics]}
+        if validation is not None:
+            out["validation"] = validation.to_json()
+        print(json.dumps(out, indent=2))
+    else:
+        if item.diagnostics:
+            print_diagnostics([item], "text")
+        if validation is not None:
+            print(validation.summary())
+        print(f"wrote {args.output} ({len(data)} bytes)\nmeasurement {measurement}")
+    return 0
