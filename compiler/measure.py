@@ -4,8 +4,8 @@ Covered, in section-name order, each as a tagged, length-prefixed field:
 every executable section's bytes and its relocations (offset, type and the
 *name* of the symbol, never its index), the data sections the programs read
 (.rodata*, .data*, and .bss* by size), the license, the map definitions
-(.maps and the .BTF that describes them), and finally the manifest's
-canonical bytes. Not covered: debug info (.debug_*, .BTF.ext line info),
+(.maps, and the BTF types that describe them with every name written out),
+and finally the manifest's canonical bytes. Not covered: debug info (.debug_*, .BTF.ext line info),
 the symbol and string tables themselves, build paths and timestamps. Two
 builds of one policy with one toolchain therefore measure the same.
 """
@@ -36,7 +36,55 @@ def _field(h: "hashlib._Hash", tag: bytes, *parts: bytes) -> None:
 
 
 def _is_measured_data(name: str) -> bool:
-    return (name.startswith(".rodata") or name.startswith(".data") or name in ("license", ".maps", ".BTF"))
+    return name.startswith(".rodata") or name.startswith(".data") or name in ("license", ".maps")
+
+
+# BTF kinds (linux/btf.h) -> (bytes after the 12-byte header: fixed, per member,
+# offsets of name references within a member).
+_BTF_EXTRA = {
+    1: (4, 0, ()), 2: (0, 0, ()), 3: (12, 0, ()), 4: (0, 12, (0,)), 5: (0, 12, (0,)),
+    6: (0, 8, (0,)), 7: (0, 0, ()), 8: (0, 0, ()), 9: (0, 0, ()), 10: (0, 0, ()), 11: (0, 0, ()),
+    12: (0, 0, ()), 13: (0, 8, (0,)), 14: (4, 0, ()), 15: (0, 12, ()), 16: (0, 0, ()),
+    17: (4, 0, ()), 18: (0, 0, ()), 19: (0, 12, (0,)),
+}
+
+
+def canonical_btf(data: bytes) -> bytes:
+    """BTF types with every name written out, the string table itself left behind.
+
+    The string table also holds source paths for line info, so measuring it
+    raw would make the measurement depend on the build directory.
+    """
+    magic, version, _flags, hdr_len, type_off, type_len, str_off, str_len = struct.unpack_from("<HBBIIIII", data)
+    if magic != 0xEB9F or version != 1:
+        raise ValueError("not BTF version 1")
+    types = data[hdr_len + type_off:hdr_len + type_off + type_len]
+    strings = data[hdr_len + str_off:hdr_len + str_off + str_len]
+
+    def name(off: int) -> bytes:
+        end = strings.index(b"\0", off)
+        return strings[off:end]
+
+    out = bytearray()
+    pos = 0
+    while pos < len(types):
+        name_off, info, size_or_type = struct.unpack_from("<III", types, pos)
+        kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
+        fixed, per_member, name_slots = _BTF_EXTRA[kind]
+        out += struct.pack(">I", len(name(name_off))) + name(name_off) + struct.pack(">II", info, size_or_type)
+        pos += 12
+        out += types[pos:pos + fixed]
+        pos += fixed
+        for _ in range(vlen if per_member else 0):
+            member = bytearray(types[pos:pos + per_member])
+            for slot in name_slots:
+                (ref,) = struct.unpack_from("<I", member, slot)
+                text = name(ref)
+                member[slot:slot + 4] = b"\0\0\0\0"
+                out += struct.pack(">I", len(text)) + text
+            out += member
+            pos += per_member
+    return bytes(out)
 
 
 def measure(object_bytes: bytes, manifest_bytes: bytes) -> str:
@@ -64,6 +112,8 @@ def measure(object_bytes: bytes, manifest_bytes: bytes) -> str:
                            sym_name.encode())
             elif name.startswith(".bss"):
                 _field(h, b"bss", name.encode(), struct.pack(">Q", section["sh_size"]))
+            elif name == ".BTF":  # map definitions and kptr/kfunc types, without paths
+                _field(h, b"btf", canonical_btf(section.data()))
             elif _is_measured_data(name):
                 _field(h, b"data", name.encode(), section.data())
     except Exception as exc:  # pyelftools raises many kinds on malformed input

@@ -87,3 +87,34 @@ def test_load_enforces_replaces_and_unloads(topology, state_dir) -> None:
     assert node.attached_program_ids(veth.a, ns_a) == {"sealnet_egress": None, "sealnet_ingress": None}
     assert _exchange(ns_a, ns_b, "198.18.0.2", 7001) == 20
     assert node.read_state(veth.a, ns_a) is None
+
+
+def test_sealnet_node_cli_refuses_bad_bundles_and_keeps_the_running_program(topology, state_dir, tmp_path, capsys) -> None:
+    from compiler.cli import main as policyc
+    from runtime.cli import main as sealnet
+
+    ns_a, ns_b, veth = topology.pair("198.18.0.4/30")
+    policy = tmp_path / "n.policy"
+    policy.write_text(POLICY.replace("198.18.0.1/32", "198.18.0.5/32").replace("198.18.0.2/32", "198.18.0.6/32"))
+    key, bundle = tmp_path / "auth.key", tmp_path / "n.bundle"
+    assert policyc(["keygen", str(key)]) == 0
+    assert policyc(["compile", str(policy), "-o", str(bundle), "--sign-key", str(key)]) == 0
+    assert sealnet(["node", "load", str(bundle), "--iface", veth.a, "--netns", ns_a, "--trust", f"{key}.pub"]) == 0
+    try:
+        running = node.attached_program_ids(veth.a, ns_a)
+        assert None not in running.values()
+        tampered = tmp_path / "tampered.bundle"
+        data = bytearray(bundle.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        tampered.write_bytes(bytes(data))
+        capsys.readouterr()
+        assert sealnet(["node", "load", str(tampered), "--iface", veth.a, "--netns", ns_a,
+                        "--trust", f"{key}.pub"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("sealnet: error:") and "refused, nothing loaded: signature" in err
+        assert node.attached_program_ids(veth.a, ns_a) == running
+        assert _exchange(ns_a, ns_b, "198.18.0.6", 7000) == 20
+        assert _exchange(ns_a, ns_b, "198.18.0.6", 7001) == 0
+        assert sealnet(["node", "status", "--iface", veth.a, "--netns", ns_a, "--format", "json"]) == 0
+    finally:
+        assert sealnet(["node", "unload", "--iface", veth.a, "--netns", ns_a]) == 0
