@@ -144,3 +144,15 @@ def test_compile_refuses_a_policy_with_errors(tmp_path, capsys) -> None:
     assert main(["compile", str(bad), "-o", str(out), "--sign-key", str(key)]) == 1
     assert not out.exists()
     assert "verification failed" in capsys.readouterr().err
+
+
+@pytest.mark.kernel
+def test_compile_validate_runs_the_object_in_the_kernel(tmp_path, capsys) -> None:
+    key = tmp_path / "k"
+    main(["keygen", str(key)])
+    capsys.readouterr()
+    out = tmp_path / "f.bundle"
+    assert main(["compile", str(ROOT / "examples" / "federation.policy"), "-o", str(out),
+                 "--sign-key", str(key), "--validate", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)["validation"]
+    assert report["ok"] and report["mismatches"] == [] and report["packets"] > 100 and out.exists()
