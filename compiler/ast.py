@@ -74,6 +74,15 @@ class Endpoint:
         return "!" * self.negations + body
 
 
+def match_text(proto: Ident | None, src: Endpoint, dst: Endpoint, ports: PortSpec | None) -> str:
+    """`[PROTO] from SRC to DST [port PORTS]` as the formatter writes it."""
+    parts = [proto.name] if proto else []
+    parts += ["from", str(src), "to", str(dst)]
+    if ports:
+        parts += ["port", str(ports)]
+    return " ".join(parts)
+
+
 @dataclass(frozen=True)
 class PolicyHeader:
     name: str
@@ -157,11 +166,7 @@ class RuleDecl:
     span: Span
 
     def match_text(self) -> str:
-        parts = [self.proto.name] if self.proto else []
-        parts += ["from", str(self.src), "to", str(self.dst)]
-        if self.ports:
-            parts += ["port", str(self.ports)]
-        return " ".join(parts)
+        return match_text(self.proto, self.src, self.dst, self.ports)
 
 
 @dataclass(frozen=True)
@@ -180,11 +185,7 @@ class AssertDecl:
     span: Span
 
     def match_text(self) -> str:
-        parts = [self.proto.name] if self.proto else []
-        parts += ["from", str(self.src), "to", str(self.dst)]
-        if self.ports:
-            parts += ["port", str(self.ports)]
-        return " ".join(parts)
+        return match_text(self.proto, self.src, self.dst, self.ports)
 
 
 Statement = Union[PolicyHeader, DomainDecl, WorkflowDecl, RuleDecl, DefaultDecl, AssertDecl]

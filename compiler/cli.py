@@ -18,6 +18,12 @@ from .diagnostics import UserError
 COMMANDS = ("lint", "fmt", "explain", "verify", "diff", "keygen", "compile", "inspect", "lsp")
 
 
+def register_commands(sub: argparse._SubParsersAction, package: str, names: tuple[str, ...]) -> None:
+    """Add each `package.NAME` module's subcommand, in the order given."""
+    for name in names:
+        importlib.import_module(f"{package}.{name}").register(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="policyc",
@@ -26,15 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version="policyc 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMANDS:
-        module_name = f"{__package__}.commands.{name}"
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        module.register(sub)
+    register_commands(sub, f"{__package__}.commands", COMMANDS)
     return parser
 
 

@@ -48,3 +48,26 @@ def read_source(path: str) -> str:
         line = data[: exc.start].count(b"\n") + 1
         col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
         raise UserError(f"{path}:{line}:{col}: not valid UTF-8 (byte 0x{data[exc.start]:02x})") from None
+
+
+def write_atomically(path: str, data: bytes, mode: int | None = None) -> None:
+    """Replace `path` with `data` in one rename: readers never see half a file."""
+    import tempfile
+
+    from .diagnostics import UserError
+
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".policyc-")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

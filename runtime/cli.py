@@ -8,12 +8,12 @@ Each command group lives in `runtime/commands/<name>.py` and exposes
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
+from compiler.cli import register_commands
 from compiler.diagnostics import UserError
 
-COMMANDS = ("node", "bench")
+COMMANDS = ("node",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,15 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version="sealnet 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMANDS:
-        module_name = f"{__package__}.commands.{name}"
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        module.register(sub)
+    register_commands(sub, f"{__package__}.commands", COMMANDS)
     return parser
 
 

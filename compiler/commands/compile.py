@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 
 from ..diagnostics import UserError
+from ..output import write_atomically
 from ._common import has_errors, load, print_diagnostics
 
 
@@ -32,22 +31,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "aes-generic is faster and table based (not constant time)")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.set_defaults(func=run)
-
-
-def _write_atomically(path: str, data: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".policyc-")
-    except OSError as exc:
-        raise UserError(f"{path}: cannot write: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
                               cipher_suite=args.cipher_suite, aes_implementation=args.aes_implementation)
     measurement = measure(object_bytes, canonical(manifest))
     data = pack(manifest, object_bytes, key)
-    _write_atomically(args.output, data)
+    write_atomically(args.output, data)
     if args.format == "json":
         out = {"bundle": args.output, "bytes": len(data), "measurement": measurement,
                "object_bytes": len(object_bytes),

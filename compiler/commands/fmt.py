@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 
 from ..diagnostics import UserError
 from ..formatter import FormatError, format_text
-from ..output import read_source, use_color
+from ..output import read_source, use_color, write_atomically
 from ..render import render_all
 
 
@@ -23,21 +22,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE")
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file would change")
     parser.set_defaults(func=run)
-
-
-def _write_atomically(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    mode = os.stat(path).st_mode & 0o7777
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".policyc-fmt-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,6 +46,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"would reformat {path}")
             status = 1
         else:
-            _write_atomically(path, formatted)
+            write_atomically(path, formatted.encode("utf-8"), os.stat(path).st_mode & 0o7777)
             print(f"reformatted {path}")
     return status
