@@ -3,8 +3,11 @@
  * bpf_crypto, because ctr(aes) and ccm(aes) cannot be created from BPF.
  *
  * The caller provides a ccm_scratch in map memory (dynptrs need it) and two
- * contexts for the same key: one ecb(aes), one cbc(aes). Lengths are bounded
- * by CCM_MAX_AAD and CCM_MAX_PAYLOAD; every loop is bounded by them. */
+ * contexts for the same key: one ecb(aes), one cbc(aes). The payload sits in
+ * scratch->wire after CCM_WIRE_HEAD bytes the caller may use for its own
+ * header, so header, payload and tag can leave as one contiguous buffer.
+ * Lengths are bounded by CCM_MAX_AAD and CCM_MAX_PAYLOAD; every loop is
+ * bounded by them. */
 #ifndef SEAL_CCM_H
 #define SEAL_CCM_H
 
@@ -16,15 +19,23 @@
 #ifndef CCM_MAX_PAYLOAD
 #define CCM_MAX_PAYLOAD 1472
 #endif
-#define CCM_MAX_AAD 64
+#define CCM_MAX_AAD 96
+#define CCM_WIRE_HEAD 16
+/* A power of two, so a length masked with CCM_WIRE_LEN - 1 stays inside wire[]. */
+#define CCM_WIRE_LEN 2048
 #define CCM_PAYLOAD_BLOCKS ((CCM_MAX_PAYLOAD + AES_BLOCK - 1) / AES_BLOCK)
 /* B0, the encoded associated data (2-byte length + data, padded), the payload (padded). */
-#define CCM_MAC_MAX (AES_BLOCK + ((2 + CCM_MAX_AAD + AES_BLOCK - 1) / AES_BLOCK) * AES_BLOCK + \
-		     CCM_PAYLOAD_BLOCKS * AES_BLOCK)
+#define CCM_AAD_AREA (((2 + CCM_MAX_AAD + AES_BLOCK - 1) / AES_BLOCK) * AES_BLOCK)
+#define CCM_MAC_MAX (AES_BLOCK + CCM_AAD_AREA + CCM_PAYLOAD_BLOCKS * AES_BLOCK)
 #define CCM_CTR_MAX ((CCM_PAYLOAD_BLOCKS + 1) * AES_BLOCK)
 #define CCM_FLAGS_ADATA 0x40
 #define CCM_FLAGS_M ((CCM_TAG_LEN - 2) / 2 << 3)
 #define CCM_FLAGS_L (2 - 1)
+#define CCM_EINVAL 22
+#define CCM_EBADMSG 74
+
+_Static_assert(CCM_WIRE_HEAD + CCM_PAYLOAD_BLOCKS * AES_BLOCK + 2 * AES_BLOCK <= CCM_WIRE_LEN,
+	       "wire[] holds the header, whole payload blocks, the tag and padding");
 
 struct ccm_scratch {
 	__u8 mac_in[CCM_MAC_MAX];
@@ -32,31 +43,50 @@ struct ccm_scratch {
 	__u8 ctr[CCM_CTR_MAX];
 	__u8 keystream[CCM_CTR_MAX];
 	__u8 zero_iv[AES_BLOCK];
-	/* plaintext in, ciphertext out; one spare block so padding needs no bounds branch */
-	__u8 payload[CCM_MAX_PAYLOAD + AES_BLOCK];
 	__u8 tag[CCM_TAG_LEN];
+	/* caller's header | payload (plaintext or ciphertext, in place) | tag | padding */
+	__u8 wire[CCM_WIRE_LEN];
 };
+
+#define CCM_PAYLOAD(s) (&(s)->wire[CCM_WIRE_HEAD])
 
 /* All ones when i < n, else zero: loops stay branch-free, so the verifier
  * walks each loop once instead of once per possible length. */
-static __always_inline __u64 ccm_mask(__u32 i, __u32 n)
+/* Hide a value from clang's range analysis: it would otherwise drop a bound
+ * check it can prove redundant, and the verifier, which cannot, needs it. */
+#define ccm_opaque(x) asm volatile("" : "+r"(x))
+
+static __always_inline __u64 ccm_mask(__u64 i, __u64 n)
 {
-	return (__u64)(((__s64)i - (__s64)n) >> 63);
+	__s64 d = (__s64)i - (__s64)n;
+
+	/* Opaque, or clang turns the shift back into a compare and branch, and
+	 * the verifier would split its state on every length. */
+	ccm_opaque(d);
+	return (__u64)(d >> 63);
 }
 
-/* Seal s->payload[0..len) in place and write s->tag. `aad` holds aad_len
- * bytes (at most CCM_MAX_AAD). Returns 0 or a negative errno. */
-static __always_inline int ccm_seal(struct ccm_scratch *s, struct bpf_crypto_ctx *ecb,
-				    struct bpf_crypto_ctx *cbc, const __u8 *nonce,
-				    const __u8 aad[CCM_MAX_AAD], __u32 aad_len, __u32 len)
+static __always_inline __u64 ccm_blocks(__u32 len)
+{
+	return ((__u64)len + AES_BLOCK - 1) / AES_BLOCK;
+}
+
+/* Zero the bytes after the payload up to the next block and beyond, so
+ * padding and checksums read zeros. */
+static __always_inline void ccm_zero_tail(struct ccm_scratch *s, __u32 len)
+{
+	for (__u32 i = 0; i < AES_BLOCK; i++)
+		s->wire[(CCM_WIRE_HEAD + len + i) & (CCM_WIRE_LEN - 1)] = 0;
+}
+
+/* CBC-MAC over B0 | encoded AAD | plaintext payload (zero padded past len).
+ * T is left in mac_out at *last. */
+static __always_inline int ccm_cbc_mac(struct ccm_scratch *s, struct bpf_crypto_ctx *cbc, const __u8 *nonce,
+				       const __u8 aad[CCM_MAX_AAD], __u32 aad_len, __u32 len, __u64 *last)
 {
 	struct bpf_dynptr src, dst, iv;
-	__u32 i, mac_len, blocks;
+	__u64 i, mac_len, blocks = ccm_blocks(len);
 	int err;
-
-	if (aad_len > CCM_MAX_AAD || len > CCM_MAX_PAYLOAD)
-		return -22;
-	blocks = (len + AES_BLOCK - 1) / AES_BLOCK;
 
 	/* B0 = flags | nonce | length */
 	s->mac_in[0] = (aad_len ? CCM_FLAGS_ADATA : 0) | CCM_FLAGS_M | CCM_FLAGS_L;
@@ -70,26 +100,26 @@ static __always_inline int ccm_seal(struct ccm_scratch *s, struct bpf_crypto_ctx
 	s->mac_in[AES_BLOCK + 1] = aad_len & 0xff;
 	for (i = 0; i < CCM_MAX_AAD; i++)
 		s->mac_in[AES_BLOCK + 2 + i] = aad[i] & (__u8)ccm_mask(i, aad_len);
-	for (i = AES_BLOCK + 2 + CCM_MAX_AAD; i < CCM_MAC_MAX - CCM_PAYLOAD_BLOCKS * AES_BLOCK; i++)
+	for (i = AES_BLOCK + 2 + CCM_MAX_AAD; i < AES_BLOCK + CCM_AAD_AREA; i++)
 		s->mac_in[i] = 0;
 	mac_len = AES_BLOCK + (aad_len ? ((2 + aad_len + AES_BLOCK - 1) / AES_BLOCK) * AES_BLOCK : 0);
+	/* Bounded once here, so the loop below needs no exit the verifier would follow. */
+	if (mac_len > AES_BLOCK + CCM_AAD_AREA)
+		return -CCM_EINVAL;
 
 	/* The payload, zero padded to whole blocks, after the associated data. */
-	for (i = 0; i < AES_BLOCK; i++)
-		s->payload[len + i] = 0;
 	for (i = 0; i < CCM_PAYLOAD_BLOCKS; i++) {
 		__u32 at = mac_len + i * AES_BLOCK;
-		if (at > CCM_MAC_MAX - AES_BLOCK)
-			break;
 		__u64 m = ccm_mask(i, blocks);
-		__u64 *from = (__u64 *)&s->payload[i * AES_BLOCK];
+		__u64 *from = (__u64 *)&s->wire[CCM_WIRE_HEAD + i * AES_BLOCK];
 		__u64 *to = (__u64 *)&s->mac_in[at];
 		to[0] = from[0] & m;
 		to[1] = from[1] & m;
 	}
 	mac_len += blocks * AES_BLOCK;
-	if (mac_len > CCM_MAC_MAX)
-		return -22;
+	ccm_opaque(mac_len);
+	if (mac_len > CCM_MAC_MAX || mac_len < AES_BLOCK)
+		return -CCM_EINVAL;
 
 	/* CBC-MAC: the last block of CBC with a zero IV. */
 	for (i = 0; i < AES_BLOCK; i++)
@@ -100,8 +130,18 @@ static __always_inline int ccm_seal(struct ccm_scratch *s, struct bpf_crypto_ctx
 	err = bpf_crypto_encrypt(cbc, &src, &dst, &iv);
 	if (err)
 		return err;
+	*last = mac_len - AES_BLOCK;
+	return 0;
+}
 
-	/* Counter blocks A_0 .. A_n (all of them: cheaper than a bound), then E(A_i). */
+/* keystream = E(A_0) | E(A_1) | ... | E(A_blocks). */
+static __always_inline int ccm_keystream(struct ccm_scratch *s, struct bpf_crypto_ctx *ecb, const __u8 *nonce,
+					 __u32 len)
+{
+	struct bpf_dynptr src, dst;
+	__u32 i;
+
+	/* All counter blocks (cheaper than a bound the verifier must follow). */
 	for (i = 0; i <= CCM_PAYLOAD_BLOCKS; i++) {
 		__u8 *a = &s->ctr[i * AES_BLOCK];
 		a[0] = CCM_FLAGS_L;
@@ -110,30 +150,91 @@ static __always_inline int ccm_seal(struct ccm_scratch *s, struct bpf_crypto_ctx
 		a[14] = i >> 8;
 		a[15] = i & 0xff;
 	}
-	__u32 ctr_len = (blocks + 1) * AES_BLOCK;
+	/* 64-bit, so the register checked is the register passed (no 32-bit copy). */
+	__u64 ctr_len = (ccm_blocks(len) + 1) * AES_BLOCK;
+	ccm_opaque(ctr_len);
 	if (ctr_len > CCM_CTR_MAX)
-		return -22;
+		return -CCM_EINVAL;
 	bpf_dynptr_from_mem(s->ctr, ctr_len, 0, &src);
 	bpf_dynptr_from_mem(s->keystream, ctr_len, 0, &dst);
-	err = bpf_crypto_encrypt(ecb, &src, &dst, NULL);
-	if (err)
-		return err;
+	return bpf_crypto_encrypt(ecb, &src, &dst, NULL);
+}
 
-	/* C = P xor S_1.., whole blocks (bytes past len are padding nobody reads). */
-	for (i = 0; i < CCM_PAYLOAD_BLOCKS; i++) {
+/* payload ^= S_1 | S_2 | ..., whole blocks (bytes past len are padding). */
+static __always_inline void ccm_xor(struct ccm_scratch *s, __u32 len)
+{
+	__u64 blocks = ccm_blocks(len);
+
+	for (__u32 i = 0; i < CCM_PAYLOAD_BLOCKS; i++) {
 		__u64 m = ccm_mask(i, blocks);
-		__u64 *p = (__u64 *)&s->payload[i * AES_BLOCK];
+		__u64 *p = (__u64 *)&s->wire[CCM_WIRE_HEAD + i * AES_BLOCK];
 		__u64 *k = (__u64 *)&s->keystream[(i + 1) * AES_BLOCK];
 		p[0] ^= k[0] & m;
 		p[1] ^= k[1] & m;
 	}
-	/* U = T xor S_0, T the last CBC block. */
-	__u32 last = mac_len - AES_BLOCK;
+}
+
+/* Seal CCM_PAYLOAD(s)[0..len) in place; the tag goes to s->tag and right
+ * after the ciphertext in wire[]. Returns 0 or a negative errno. */
+static __always_inline int ccm_seal(struct ccm_scratch *s, struct bpf_crypto_ctx *ecb,
+				    struct bpf_crypto_ctx *cbc, const __u8 *nonce,
+				    const __u8 aad[CCM_MAX_AAD], __u32 aad_len, __u32 len)
+{
+	__u64 last = 0;
+	__u32 i;
+	int err;
+
+	if (aad_len > CCM_MAX_AAD || len > CCM_MAX_PAYLOAD)
+		return -CCM_EINVAL;
+	ccm_zero_tail(s, len);
+	err = ccm_cbc_mac(s, cbc, nonce, aad, aad_len, len, &last);
+	if (err)
+		return err;
+	err = ccm_keystream(s, ecb, nonce, len);
+	if (err)
+		return err;
+	ccm_xor(s, len);
 	if (last > CCM_MAC_MAX - AES_BLOCK)
-		return -22;
-	for (i = 0; i < CCM_TAG_LEN; i++)
-		s->tag[i] = s->mac_out[last + i] ^ s->keystream[i];
+		return -CCM_EINVAL;
+	/* U = T xor S_0 */
+	for (i = 0; i < CCM_TAG_LEN; i++) {
+		__u8 t = s->mac_out[last + i] ^ s->keystream[i];
+		s->tag[i] = t;
+		s->wire[(CCM_WIRE_HEAD + len + i) & (CCM_WIRE_LEN - 1)] = t;
+	}
 	return 0;
+}
+
+/* Open CCM_PAYLOAD(s)[0..len) in place, the tag read from right after the
+ * ciphertext in wire[]. Returns 0 when the tag verifies (compared in
+ * constant time), -CCM_EBADMSG when it does not, another negative errno on
+ * failure. On any failure the payload must not be used. */
+static __always_inline int ccm_open(struct ccm_scratch *s, struct bpf_crypto_ctx *ecb,
+				    struct bpf_crypto_ctx *cbc, const __u8 *nonce,
+				    const __u8 aad[CCM_MAX_AAD], __u32 aad_len, __u32 len)
+{
+	__u64 last = 0;
+	__u32 i;
+	__u8 diff = 0;
+	int err;
+
+	if (aad_len > CCM_MAX_AAD || len > CCM_MAX_PAYLOAD)
+		return -CCM_EINVAL;
+	for (i = 0; i < CCM_TAG_LEN; i++)
+		s->tag[i] = s->wire[(CCM_WIRE_HEAD + len + i) & (CCM_WIRE_LEN - 1)];
+	err = ccm_keystream(s, ecb, nonce, len);
+	if (err)
+		return err;
+	ccm_xor(s, len);
+	ccm_zero_tail(s, len);
+	err = ccm_cbc_mac(s, cbc, nonce, aad, aad_len, len, &last);
+	if (err)
+		return err;
+	if (last > CCM_MAC_MAX - AES_BLOCK)
+		return -CCM_EINVAL;
+	for (i = 0; i < CCM_TAG_LEN; i++)
+		diff |= s->tag[i] ^ s->mac_out[last + i] ^ s->keystream[i];
+	return diff ? -CCM_EBADMSG : 0;
 }
 
 #endif /* SEAL_CCM_H */

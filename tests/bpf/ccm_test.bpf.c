@@ -5,7 +5,7 @@
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 
-#define CCM_MAX_PAYLOAD 512
+#define CCM_MAX_PAYLOAD 512 /* the input may carry a tag after a full payload */
 #include "seal_ccm.h"
 
 #define SLOT_ECB 0
@@ -77,15 +77,15 @@ int ccm_setup(struct setup_args *args)
 /* Packet data after a 14-byte pad: nonce[13] | aad_len u8 | aad | payload. */
 #define INPUT_OFFSET 14
 #define HEADER_LEN (CCM_NONCE_LEN + 1)
+#define AAD_BUF 128
 
-SEC("tc")
-int ccm_seal_test(struct __sk_buff *skb)
+static __always_inline int ccm_test(struct __sk_buff *skb, int open)
 {
 	__u32 zero = 0, ecb_key = SLOT_ECB, cbc_key = SLOT_CBC;
 	struct crypto_slot *ecb, *cbc;
 	struct ccm_scratch *s;
 	__u8 head[HEADER_LEN];
-	__u8 aad[CCM_MAX_AAD] = {};
+	__u8 aad[AAD_BUF] = {}; /* a power of two, for the masked load below */
 
 	s = bpf_map_lookup_elem(&ccm_work, &zero);
 	ecb = bpf_map_lookup_elem(&ccm_contexts, &ecb_key);
@@ -103,19 +103,35 @@ int ccm_seal_test(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	if (aad_len >= 1 && aad_len <= CCM_MAX_AAD &&
 	    /* the mask changes nothing in range; it shows the verifier 1..64 */
-	    bpf_skb_load_bytes(skb, INPUT_OFFSET + HEADER_LEN, aad, ((aad_len - 1) & (CCM_MAX_AAD - 1)) + 1))
+	    bpf_skb_load_bytes(skb, INPUT_OFFSET + HEADER_LEN, aad, ((aad_len - 1) & (AAD_BUF - 1)) + 1))
 		return TC_ACT_SHOT;
 	__s64 len = (__s64)skb->len - INPUT_OFFSET - HEADER_LEN - aad_len;
 	if (len < 0 || len > CCM_MAX_PAYLOAD)
 		return TC_ACT_SHOT;
 	__u32 n = len;
 	if (n >= 1 && n <= CCM_MAX_PAYLOAD &&
-	    bpf_skb_load_bytes(skb, INPUT_OFFSET + HEADER_LEN + aad_len, s->payload,
+	    bpf_skb_load_bytes(skb, INPUT_OFFSET + HEADER_LEN + aad_len, CCM_PAYLOAD(s),
 			       ((n - 1) & (CCM_MAX_PAYLOAD - 1)) + 1))
 		return TC_ACT_SHOT;
-	if (ccm_seal(s, ecb_ctx, cbc_ctx, head, aad, aad_len, len))
-		return TC_ACT_SHOT;
-	return TC_ACT_OK;
+	if (open) {
+		/* The input is ciphertext || tag: the tag sits right after the ciphertext already. */
+		if (n < CCM_TAG_LEN)
+			return TC_ACT_SHOT;
+		return ccm_open(s, ecb_ctx, cbc_ctx, head, aad, aad_len, n - CCM_TAG_LEN) ? TC_ACT_SHOT : TC_ACT_OK;
+	}
+	return ccm_seal(s, ecb_ctx, cbc_ctx, head, aad, aad_len, n) ? TC_ACT_SHOT : TC_ACT_OK;
+}
+
+SEC("tc")
+int ccm_seal_test(struct __sk_buff *skb)
+{
+	return ccm_test(skb, 0);
+}
+
+SEC("tc")
+int ccm_open_test(struct __sk_buff *skb)
+{
+	return ccm_test(skb, 1);
 }
 
 char LICENSE[] SEC("license") = "GPL";

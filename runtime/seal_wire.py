@@ -1,0 +1,238 @@
+"""The sealed-packet format v1 (docs/wire-format.md) in Python, with `cryptography`.
+
+An independent implementation of the format: the tests hold the eBPF data
+plane to it byte for byte (a packet the kernel seals opens here and the
+other way round), and it is what a third party's decoder would look like.
+It works on IPv4 packets without the Ethernet header.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+VERSION = 1
+SUITE_AES_128_CCM = 1
+HEADER_LEN = 16
+TAG_LEN = 16
+OVERHEAD = HEADER_LEN + TAG_LEN
+NONCE_SLICE = slice(3, 16)
+PAIR_KEY_LEN = 32
+DIRECTION_KEY_LEN = 16
+KDF_SALT = b"sealnet/v1"
+KDF_LABEL = b"sealnet/v1 aes-128-ccm "
+WINDOW_WORDS = 16
+WINDOW_BITS = WINDOW_WORDS * 64
+WINDOW = WINDOW_BITS - 64  # sequences below top that can still be accepted
+IPPROTO_TCP, IPPROTO_UDP = 6, 17
+IP_MF, IP_OFFSET = 0x2000, 0x1FFF
+
+
+class SealError(ValueError):
+    """Not a valid sealed packet; `reason` is the data plane's drop counter name."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def direction_key(pair_key: bytes, src_domain: str, dst_domain: str, epoch: int) -> bytes:
+    """K(src→dst, epoch): the AES-128 key of one direction, from the pair key."""
+    if len(pair_key) != PAIR_KEY_LEN:
+        raise ValueError(f"a pair key is {PAIR_KEY_LEN} bytes, not {len(pair_key)}")
+    info = KDF_LABEL + src_domain.encode() + b"\0" + dst_domain.encode() + b"\0" + bytes([epoch % 256])
+    return HKDF(algorithm=hashes.SHA384(), length=DIRECTION_KEY_LEN, salt=KDF_SALT, info=info).derive(pair_key)
+
+
+@dataclass(frozen=True)
+class SealHeader:
+    epoch: int
+    sender: int
+    cpu: int
+    seq: int
+    version: int = VERSION
+    suite: int = SUITE_AES_128_CCM
+
+    def pack(self) -> bytes:
+        return struct.pack(">BBBIBQ", self.version, self.suite, self.epoch % 256, self.sender, self.cpu, self.seq)
+
+    @classmethod
+    def unpack(cls, data: bytes) -> SealHeader:
+        version, suite, epoch, sender, cpu, seq = struct.unpack(">BBBIBQ", data[:HEADER_LEN])
+        return cls(epoch=epoch, sender=sender, cpu=cpu, seq=seq, version=version, suite=suite)
+
+    @property
+    def nonce(self) -> bytes:
+        return self.pack()[NONCE_SLICE]
+
+
+# --------------------------------------------------------------------- checksums
+
+
+def ones_complement_sum(data: bytes, start: int = 0) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = start + sum(struct.unpack(f">{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def internet_checksum(data: bytes, start: int = 0) -> int:
+    return ~ones_complement_sum(data, start) & 0xFFFF
+
+
+def _ip_checksum(header: bytearray) -> None:
+    header[10:12] = b"\0\0"
+    header[10:12] = internet_checksum(bytes(header)).to_bytes(2, "big")
+
+
+def l4_checksum(src: bytes, dst: bytes, proto: int, segment: bytes) -> int:
+    pseudo = src + dst + bytes([0, proto]) + len(segment).to_bytes(2, "big")
+    return internet_checksum(pseudo + segment)
+
+
+# --------------------------------------------------------------------- packets
+
+
+@dataclass(frozen=True)
+class Ipv4View:
+    """Offsets of one IPv4 packet's parts, as the format defines them."""
+
+    ihl: int
+    proto: int
+    l4_len: int
+    total: int
+
+    @classmethod
+    def parse(cls, packet: bytes) -> Ipv4View:
+        if len(packet) < 20 or packet[0] >> 4 != 4:
+            raise SealError("seal_malformed_drop", "not an IPv4 packet")
+        ihl = (packet[0] & 0x0F) * 4
+        total = int.from_bytes(packet[2:4], "big")
+        if ihl < 20 or total < ihl or total > len(packet):
+            raise SealError("seal_malformed_drop", "bad IPv4 header or total length")
+        proto = packet[9]
+        l4_len = 0
+        if proto == IPPROTO_UDP:
+            l4_len = 8
+        elif proto == IPPROTO_TCP:
+            if total < ihl + 20:
+                raise SealError("seal_malformed_drop", "truncated TCP header")
+            l4_len = (packet[ihl + 12] >> 4) * 4
+            if l4_len < 20:
+                raise SealError("seal_malformed_drop", "bad TCP data offset")
+        if total < ihl + l4_len:
+            raise SealError("seal_malformed_drop", "truncated L4 header")
+        return cls(ihl=ihl, proto=proto, l4_len=l4_len, total=total)
+
+    @property
+    def payload_at(self) -> int:
+        return self.ihl + self.l4_len
+
+    @property
+    def checksum_at(self) -> int | None:
+        """Offset of the L4 checksum field in the packet (None: not in clear)."""
+        return {IPPROTO_TCP: self.ihl + 16, IPPROTO_UDP: self.ihl + 6}.get(self.proto)
+
+
+def associated_data(packet: bytes, view: Ipv4View, header: bytes) -> bytes:
+    l4 = bytearray(packet[view.ihl:view.payload_at])
+    if view.checksum_at is not None:
+        at = view.checksum_at - view.ihl
+        l4[at:at + 2] = b"\0\0"
+    return packet[12:16] + packet[16:20] + bytes([0, view.proto]) + bytes(l4) + header
+
+
+def _fix_lengths_and_checksums(packet: bytearray, view: Ipv4View, old_udp_checksum: int | None) -> None:
+    _ip_checksum(packet)
+    at = view.checksum_at
+    if at is None:
+        return
+    if view.proto == IPPROTO_UDP:
+        packet[view.ihl + 4:view.ihl + 6] = (len(packet) - view.ihl).to_bytes(2, "big")
+        if old_udp_checksum == 0:
+            return  # "no checksum" stays so
+    packet[at:at + 2] = b"\0\0"
+    value = l4_checksum(bytes(packet[12:16]), bytes(packet[16:20]), view.proto, bytes(packet[view.ihl:]))
+    if view.proto == IPPROTO_UDP and value == 0:
+        value = 0xFFFF
+    packet[at:at + 2] = value.to_bytes(2, "big")
+
+
+def _resize(packet: bytes, view: Ipv4View, new_total: int) -> bytearray:
+    out = bytearray(packet[:view.payload_at])
+    out[2:4] = new_total.to_bytes(2, "big")
+    return out
+
+
+def seal(packet: bytes, key: bytes, header: SealHeader) -> bytes:
+    """The sealed form of an IPv4 packet (no Ethernet header), as the sender's data plane makes it."""
+    view = Ipv4View.parse(packet)
+    frag = int.from_bytes(packet[6:8], "big")
+    if frag & (IP_MF | IP_OFFSET):
+        raise SealError("seal_too_big_drop", "fragments are never sealed")
+    payload = packet[view.payload_at:view.total]
+    old_udp = int.from_bytes(packet[view.ihl + 6:view.ihl + 8], "big") if view.proto == IPPROTO_UDP else None
+    out = _resize(packet, view, view.total + OVERHEAD)
+    if view.proto == IPPROTO_UDP:
+        out[view.ihl + 4:view.ihl + 6] = (view.total + OVERHEAD - view.ihl).to_bytes(2, "big")
+    head = header.pack()
+    aad = associated_data(bytes(out), view, head)
+    out += head + AESCCM(key, tag_length=TAG_LEN).encrypt(header.nonce, payload, aad)
+    _fix_lengths_and_checksums(out, view, old_udp)
+    return bytes(out)
+
+
+def open_sealed(packet: bytes, key: bytes) -> tuple[SealHeader, bytes]:
+    """(seal header, original IPv4 packet) of a sealed packet; SealError names the drop reason."""
+    view = Ipv4View.parse(packet)
+    if int.from_bytes(packet[6:8], "big") & (IP_MF | IP_OFFSET):
+        raise SealError("seal_malformed_drop", "a sealed packet is never a fragment")
+    sealed = packet[view.payload_at:view.total]
+    if len(sealed) < OVERHEAD or sealed[0] != VERSION:
+        raise SealError("seal_plaintext_drop", "no seal header")
+    header = SealHeader.unpack(sealed)
+    if header.suite != SUITE_AES_128_CCM:
+        raise SealError("seal_malformed_drop", f"unknown suite {header.suite}")
+    aad = associated_data(packet, view, sealed[:HEADER_LEN])
+    try:
+        payload = AESCCM(key, tag_length=TAG_LEN).decrypt(header.nonce, sealed[HEADER_LEN:], aad)
+    except InvalidTag:
+        raise SealError("seal_bad_tag_drop", "the tag does not verify") from None
+    old_udp = int.from_bytes(packet[view.ihl + 6:view.ihl + 8], "big") if view.proto == IPPROTO_UDP else None
+    out = _resize(packet, view, view.total - OVERHEAD)
+    out += payload
+    _fix_lengths_and_checksums(out, view, old_udp)
+    return header, bytes(out)
+
+
+class ReplayWindow:
+    """The per-stream anti-replay window of docs/wire-format.md, for reference and tests."""
+
+    def __init__(self) -> None:
+        self.top = 0
+        self.ring = [0] * WINDOW_WORDS
+
+    def check(self, seq: int) -> bool:
+        if seq == 0 or seq + WINDOW <= self.top:
+            return False
+        if seq > self.top:
+            return True
+        return not (self.ring[(seq >> 6) % WINDOW_WORDS] >> (seq & 63)) & 1
+
+    def accept(self, seq: int) -> bool:
+        if not self.check(seq):
+            return False
+        if seq > self.top:
+            current, new = self.top >> 6, seq >> 6
+            for i in range(1, min(new - current, WINDOW_WORDS) + 1):
+                self.ring[(current + i) % WINDOW_WORDS] = 0
+            self.top = seq
+        self.ring[(seq >> 6) % WINDOW_WORDS] |= 1 << (seq & 63)
+        return True
