@@ -98,6 +98,6 @@ def compile_c(source: str, clang: Clang | None = None) -> bytes:
         return obj.read_bytes()
 
 
-def build_object(policy: Policy, clang: Clang | None = None) -> bytes:
+def build_object(policy: Policy, clang: Clang | None = None, *, aes_implementation: str = "aes-fixed-time") -> bytes:
     """Render and compile the data plane of a checked policy."""
-    return compile_c(render(policy), clang)
+    return compile_c(render(policy, aes_implementation=aes_implementation), clang)

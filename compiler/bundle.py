@@ -129,6 +129,10 @@ def check_consistency(bundle: Bundle) -> str:
         raise BundleError(f"object: libbpf cannot open it ({exc})") from None
     if m.get("maps") != layouts:
         raise BundleError("manifest.maps: does not match the object's map definitions")
+    driver = m.get("aes_implementation")
+    if any(name == "seal_keys" for name in (layout["name"] for layout in layouts)) and \
+            f"ecb({driver})".encode() not in bundle.object_bytes:
+        raise BundleError(f"manifest.aes_implementation: {driver!r} is not the driver compiled into the object")
     try:
         return bundle.measurement
     except MeasureError as exc:

@@ -25,6 +25,11 @@ VERDICTS: tuple[str, ...] = (
     "other_l3_drop",
     "fragment_drop",
     "internal_drop",
+    "seal_bad_tag_drop",
+    "seal_unknown_key_drop",
+    "seal_replay_drop",
+    "seal_malformed_drop",
+    "seal_too_big_drop",
 )
 RULE_NONE = 0xFFFFFFFF
 SEAL_HEADER = "seal_datapath.h"  # written by the crypto engineer; used once it exists
@@ -34,9 +39,19 @@ def seal_header_available() -> bool:
     return (INCLUDE_DIR / SEAL_HEADER).is_file()
 
 
-def render(policy: Policy, tables: TableSet | None = None, *, with_seal: bool | None = None) -> str:
-    """The complete C translation unit for this policy."""
+AES_DRIVERS = ("aes-fixed-time", "aes-generic")  # the kernel's constant-time one first: the default
+
+
+def render(policy: Policy, tables: TableSet | None = None, *, with_seal: bool | None = None,
+           aes_implementation: str = AES_DRIVERS[0]) -> str:
+    """The complete C translation unit for this policy.
+
+    The AES driver is compiled in, so it is part of the measured object: a
+    node cannot be talked into the table-based implementation at load time."""
     import jinja2
+
+    if aes_implementation not in AES_DRIVERS:
+        raise ValueError(f"unknown AES implementation {aes_implementation!r}")
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
@@ -53,4 +68,6 @@ def render(policy: Policy, tables: TableSet | None = None, *, with_seal: bool | 
         policy_version=policy.version,
         t=tables if tables is not None else build_tables(policy),
         seal_header=SEAL_HEADER if with_seal else None,
+        n_domains=len(policy.domains),
+        aes_driver=aes_implementation,
     )

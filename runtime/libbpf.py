@@ -812,21 +812,31 @@ class Program:
             ctx_out=ctx_out,
         )
 
-    def run_syscall(self, ctx: bytes = b"") -> SyscallRunResult:
-        """Run a SEC("syscall") program once with ``ctx`` as its context.
+    def run_syscall(self, ctx: bytes | bytearray = b"") -> SyscallRunResult:
+        """Run a SEC("syscall") program once with ``ctx`` as its context (see run_syscall_fd)."""
+        return run_syscall_fd(self._require_fd(), ctx, name=self.name)
 
-        The kernel rejects data, repeat and ctx_out for this type; it copies the
-        context back into ctx_in, which is returned as ctx_out.
-        """
-        fd = self._require_fd()
-        ctx = bytes(ctx)
-        cbuf = ctypes.create_string_buffer(ctx, max(len(ctx), 1))
+
+def run_syscall_fd(fd: int, ctx: bytes | bytearray = b"", *, name: str = "syscall program") -> SyscallRunResult:
+    """Run a SEC("syscall") program (by fd, e.g. a pinned one) once with ``ctx`` as its context.
+
+    The kernel rejects data, repeat and ctx_out for this type; it copies the
+    context back into ctx_in, which is returned as ctx_out. The ctypes copy of
+    the context is zeroed before returning, since it may carry key bytes.
+    """
+    size = len(ctx)
+    cbuf = ctypes.create_string_buffer(max(size, 1))
+    if size:  # a bytearray is copied in place, without an immutable copy of a key lingering
+        ctypes.memmove(cbuf, (ctypes.c_char * size).from_buffer(ctx) if isinstance(ctx, bytearray) else ctx, size)
+    try:
         opts = _opts(_BpfTestRunOpts)
-        if ctx:
+        if size:
             opts.ctx_in = ctypes.cast(cbuf, ctypes.c_void_p)  # type: ignore[attr-defined]
-            opts.ctx_size_in = len(ctx)  # type: ignore[attr-defined]
-        _check(_lib().bpf_prog_test_run_opts(fd, ctypes.byref(opts)), f"run of syscall program {self.name!r}")
-        return SyscallRunResult(retval=int(opts.retval), ctx_out=cbuf.raw[: len(ctx)])  # type: ignore[attr-defined]
+            opts.ctx_size_in = size  # type: ignore[attr-defined]
+        _check(_lib().bpf_prog_test_run_opts(fd, ctypes.byref(opts)), f"run of {name!r}")
+        return SyscallRunResult(retval=int(opts.retval), ctx_out=cbuf.raw[:size])  # type: ignore[attr-defined]
+    finally:
+        ctypes.memset(cbuf, 0, max(size, 1))
 
 
 # --------------------------------------------------------------------------- objects

@@ -87,9 +87,9 @@ def internet_checksum(data: bytes, start: int = 0) -> int:
     return ~ones_complement_sum(data, start) & 0xFFFF
 
 
-def _ip_checksum(header: bytearray) -> None:
-    header[10:12] = b"\0\0"
-    header[10:12] = internet_checksum(bytes(header)).to_bytes(2, "big")
+def _ip_checksum(packet: bytearray, ihl: int) -> None:
+    packet[10:12] = b"\0\0"
+    packet[10:12] = internet_checksum(bytes(packet[:ihl])).to_bytes(2, "big")
 
 
 def l4_checksum(src: bytes, dst: bytes, proto: int, segment: bytes) -> int:
@@ -150,7 +150,7 @@ def associated_data(packet: bytes, view: Ipv4View, header: bytes) -> bytes:
 
 
 def _fix_lengths_and_checksums(packet: bytearray, view: Ipv4View, old_udp_checksum: int | None) -> None:
-    _ip_checksum(packet)
+    _ip_checksum(packet, view.ihl)
     at = view.checksum_at
     if at is None:
         return

@@ -5,7 +5,7 @@
 enum sealnet_verdict {
 	V_ALLOW_PASS = 0,          /* allow rule: passed in plaintext */
 	V_DENY_DROP = 1,           /* deny rule (or default deny) */
-	V_SEAL_SENT = 2,           /* seal rule, sealed/opened by the crypto path */
+	V_SEAL_SENT = 2,           /* seal rule: sealed (egress) or verified and opened (ingress) */
 	V_SEAL_NO_KEY_DROP = 3,    /* seal rule, egress, no sealing key: fail closed */
 	V_SEAL_PLAINTEXT_DROP = 4, /* seal rule, ingress, arrived in plaintext */
 	V_MALFORMED_DROP = 5,      /* short frame, bad ihl/version/length, truncated L4 */
@@ -13,8 +13,13 @@ enum sealnet_verdict {
 	V_IPV6_DROP = 7,           /* the policy is IPv4 only: IPv6 would bypass it */
 	V_OTHER_L3_DROP = 8,       /* any other ethertype (VLAN, MPLS, ...) */
 	V_FRAGMENT_DROP = 9,       /* non-first fragment whose decision depends on the port */
-	V_INTERNAL_DROP = 10,      /* table lookup out of range: cannot happen, fail closed */
-	V_COUNT = 11,
+	V_INTERNAL_DROP = 10,      /* table lookup out of range, helper failure: fail closed */
+	V_SEAL_BAD_TAG_DROP = 11,  /* ingress: the AEAD tag does not verify */
+	V_SEAL_UNKNOWN_KEY_DROP = 12, /* ingress: no key for this domain pair and epoch */
+	V_SEAL_REPLAY_DROP = 13,   /* ingress: sequence seen or below the window */
+	V_SEAL_MALFORMED_DROP = 14, /* a seal header with a bad suite, a sealed fragment, bad lengths */
+	V_SEAL_TOO_BIG_DROP = 15,  /* egress: a fragment, or the sealed packet would exceed the MTU */
+	V_COUNT = 16,
 };
 
 enum sealnet_action { ACT_DENY = 0, ACT_ALLOW = 1, ACT_SEAL = 2 };

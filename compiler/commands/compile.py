@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     except TableError as exc:
         raise UserError(f"{args.file}: {exc}") from None
     clang = find_clang()
-    object_bytes = compile_c(render(item.policy), clang)
+    object_bytes = compile_c(render(item.policy, aes_implementation=args.aes_implementation), clang)
     validation = None
     if args.validate:
         from ..validate import validate
