@@ -18,8 +18,8 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import interface
-from .libbpf import BpfObject, attach_tc, detach_tc, pin_fd, query_tc
+from . import interface, seal_keys
+from .libbpf import BpfObject, Map, attach_tc, detach_tc, get_pinned, pin_fd, query_tc
 from .netns import ifindex
 
 BPFFS = "/sys/fs/bpf"
@@ -29,6 +29,7 @@ EGRESS, INGRESS = "sealnet_egress", "sealnet_ingress"
 TC_PRIORITY = 0xC0DE & 0xFFFF  # ours, distinct from a user's filters at priority 1
 TC_HANDLE = 1
 PINNED_MAPS = ("rule_hits", "verdict_hits")
+SEAL_PINNED_MAPS = ("seal_keys", "seal_tx", "seal_config")  # for key installation after load
 
 
 class NodeError(Exception):
@@ -45,6 +46,9 @@ class NodeState:
     program_ids: dict[str, int]
     pin_dir: str
     interface_change: dict[str, Any] = field(default_factory=dict)
+    domain_ids: dict[str, int] = field(default_factory=dict)
+    sealing: bool = False
+    sender: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -86,14 +90,48 @@ def _write_state(state: NodeState) -> None:
     os.replace(tmp, state_path(state.iface, state.netns))
 
 
+def _seal_handles(obj: BpfObject) -> seal_keys.SealHandles | None:
+    names = {m.name for m in obj.maps()}
+    if not set(SEAL_PINNED_MAPS) <= names:
+        return None  # a data plane built without the sealing path
+    return seal_keys.SealHandles(obj.map("seal_keys"), obj.map("seal_tx"), obj.map("seal_config"),
+                                 obj.program(seal_keys.INSTALL_PROGRAM).fd)
+
+
+def pinned_seal_handles(state: NodeState) -> seal_keys.SealHandles:
+    if not state.sealing:
+        raise NodeError(f"the data plane on {state.iface} has no sealing path")
+    maps = [Map.from_fd(get_pinned(os.path.join(state.pin_dir, name)), owns_fd=True) for name in SEAL_PINNED_MAPS]
+    return seal_keys.SealHandles(*maps, install_fd=get_pinned(os.path.join(state.pin_dir, seal_keys.INSTALL_PROGRAM)))
+
+
+def close_handles(handles: seal_keys.SealHandles, *, owns_install_fd: bool) -> None:
+    for m in (handles.keys, handles.tx, handles.config):
+        m.close()
+    if owns_install_fd:
+        os.close(handles.install_fd)
+
+
 def load_object(object_bytes: bytes, *, iface: str, netns: str | None, measurement: str,
-                policy: str) -> NodeState:
-    """Load the (already verified) object, then attach it to both hooks of `iface`."""
+                policy: str, domain_ids: dict[str, int] | None = None,
+                keys: seal_keys.KeyFile | None = None, keys_path: str = "<keys>") -> NodeState:
+    """Load the (already verified) object, install keys, then attach it to both hooks of `iface`.
+
+    Keys go in before the programs are attached, so a reload switches from
+    the old keys to the new ones without a gap; without keys, seal traffic
+    is dropped (nothing leaves in plaintext) until `install_keys`.
+    """
     index = ifindex(iface, netns)  # fails before anything is loaded if the interface is missing
     obj = BpfObject.open_memory(object_bytes, "sealnet")
     try:
         obj.load()  # the kernel verifier: a refusal leaves the running programs in place
         programs = {name: obj.program(name) for name in (EGRESS, INGRESS)}
+        handles = _seal_handles(obj)
+        if keys is not None:
+            if handles is None:
+                raise NodeError("keys given, but this bundle's data plane has no sealing path")
+            seal_keys.install(handles, keys, domain_ids or {}, program_id=programs[EGRESS].info().id,
+                              state_dir=STATE_DIR, path=keys_path)
         previous = read_state(iface, netns)
         change = interface.InterfaceChange.from_json(previous.interface_change) if previous \
             else interface.prepare(iface, netns)
@@ -110,17 +148,38 @@ def load_object(object_bytes: bytes, *, iface: str, netns: str | None, measureme
         if os.path.isdir(pin_dir):
             shutil.rmtree(pin_dir)
         os.makedirs(pin_dir, mode=0o700)
-        for name in PINNED_MAPS:
+        for name in PINNED_MAPS + (SEAL_PINNED_MAPS if handles else ()):
             pin_fd(obj.map(name).fd, os.path.join(pin_dir, name))
+        if handles:
+            pin_fd(handles.install_fd, os.path.join(pin_dir, seal_keys.INSTALL_PROGRAM))
         state = NodeState(
             iface=iface, netns=netns, measurement=measurement, policy=policy,
             program_tags={n: p.tag().hex() for n, p in programs.items()},
             program_ids={n: p.info().id for n, p in programs.items()},
-            pin_dir=pin_dir, interface_change=change.to_json())
+            pin_dir=pin_dir, interface_change=change.to_json(), domain_ids=dict(domain_ids or {}),
+            sealing=handles is not None, sender=keys.sender if keys else None)
         _write_state(state)
         return state
     finally:
+        if keys is not None:
+            keys.wipe()
         obj.close()  # attached programs and pinned maps stay alive in the kernel
+
+
+def install_keys(iface: str, netns: str | None, keys: seal_keys.KeyFile, keys_path: str = "<keys>") -> NodeState:
+    """Replace the keys of the running data plane (what the control plane does on rotation)."""
+    state = read_state(iface, netns)
+    if state is None:
+        raise NodeError(f"nothing is loaded on {iface}")
+    handles = pinned_seal_handles(state)
+    try:
+        seal_keys.install(handles, keys, state.domain_ids, program_id=state.program_ids[EGRESS],
+                          state_dir=STATE_DIR, path=keys_path)
+    finally:
+        close_handles(handles, owns_install_fd=True)
+    state.sender = keys.sender
+    _write_state(state)
+    return state
 
 
 def unload(iface: str, netns: str | None) -> list[str]:

@@ -125,7 +125,7 @@ def test_cli_keygen_compile_inspect(tmp_path, capsys) -> None:
     assert main(["inspect", str(out), "--trust", f"{key}.pub", "--format", "json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["measurement"] == compiled["measurement"] and info["signature"] == "valid"
-    assert [p["name"] for p in info["programs"]] == ["sealnet_egress", "sealnet_ingress"]
+    assert [p["name"] for p in info["programs"]] == ["seal_install_key", "sealnet_egress", "sealnet_ingress"]
     other = tmp_path / "other.key"
     main(["keygen", str(other)])
     assert main(["inspect", str(out), "--trust", f"{other}.pub"]) == 1

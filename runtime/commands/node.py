@@ -18,8 +18,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     load.add_argument("--iface", required=True)
     load.add_argument("--netns", help="network namespace of the interface (default: this one)")
     load.add_argument("--trust", required=True, metavar="PUBKEY", help="the policy authority's public key")
+    load.add_argument("--keys", metavar="FILE",
+                      help="static keys (docs/wire-format.md); without them seal traffic is dropped")
     load.add_argument("--format", choices=("text", "json"), default="text")
     load.set_defaults(func=run_load)
+
+    keys = verbs.add_parser("keys", help="replace the sealing keys of the loaded data plane")
+    keys.add_argument("--iface", required=True)
+    keys.add_argument("--netns")
+    keys.add_argument("--keys", required=True, metavar="FILE")
+    keys.set_defaults(func=run_keys)
 
     unload = verbs.add_parser("unload", help="detach the programs and undo the interface preparation")
     unload.add_argument("--iface", required=True)
@@ -33,13 +41,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     status.set_defaults(func=run_status)
 
 
+def _read_keys(path: str):  # type: ignore[no-untyped-def]
+    from runtime.seal_keys import KeyFileError, load_key_file
+
+    try:
+        return load_key_file(path)
+    except KeyFileError as exc:
+        raise UserError(str(exc)) from None
+
+
 def run_load(args: argparse.Namespace) -> int:
     from compiler.bundle import BundleError, load_bundle
     from compiler.signing import load_public
     from runtime import node
     from runtime.libbpf import LibbpfError
+    from runtime.seal_keys import KeyFileError, KeyInstallError
 
     key = load_public(args.trust)
+    keys = _read_keys(args.keys) if args.keys else None
     try:
         with open(args.bundle, "rb") as fh:
             data = fh.read()
@@ -50,10 +69,14 @@ def run_load(args: argparse.Namespace) -> int:
     except BundleError as exc:
         raise UserError(f"{args.bundle}: refused, nothing loaded: {exc}") from None
     policy = verified.manifest.get("policy", {})
+    domain_ids = {d["name"]: d["id"] for d in verified.manifest.get("domains", [])}
     try:
         state = node.load_object(verified.object_bytes, iface=args.iface, netns=args.netns,
                                  measurement=verified.measurement,
-                                 policy=f"{policy.get('name')} version {policy.get('version')}")
+                                 policy=f"{policy.get('name')} version {policy.get('version')}",
+                                 domain_ids=domain_ids, keys=keys, keys_path=args.keys or "<keys>")
+    except (KeyFileError, KeyInstallError) as exc:
+        raise UserError(f"{args.iface}: not loaded: {exc}") from None
     except (LibbpfError, node.NodeError, OSError) as exc:
         raise UserError(f"{args.iface}: not loaded: {exc}") from None
     if args.format == "json":
@@ -63,6 +86,20 @@ def run_load(args: argparse.Namespace) -> int:
         print(f"measurement {state.measurement}")
         for name, tag in state.program_tags.items():
             print(f"{name}: id {state.program_ids[name]}, tag {tag}")
+    return 0
+
+
+def run_keys(args: argparse.Namespace) -> int:
+    from runtime import node
+    from runtime.libbpf import LibbpfError
+    from runtime.seal_keys import KeyFileError, KeyInstallError
+
+    keys = _read_keys(args.keys)
+    try:
+        state = node.install_keys(args.iface, args.netns, keys, args.keys)
+    except (KeyFileError, KeyInstallError, LibbpfError, node.NodeError, OSError) as exc:
+        raise UserError(f"{args.iface}: keys not changed: {exc}") from None
+    print(f"keys installed on {args.iface}: sender {state.sender}, {len(keys.pairs)} domain pair(s)")
     return 0
 
 
@@ -86,17 +123,27 @@ def run_status(args: argparse.Namespace) -> int:
     state = node.read_state(args.iface, args.netns)
     if state is None:
         raise UserError(f"nothing is loaded on {args.iface}")
-    counters = {}
+    from compiler.codegen import VERDICTS
+
+    counters: dict[str, object] = {}
     for name in node.PINNED_MAPS:
         m = Map.from_fd(get_pinned(f"{state.pin_dir}/{name}"), owns_fd=True)
-        counters[name] = [m.sum_percpu_u64(i.to_bytes(4, "little")) for i in range(m.max_entries)]
+        values = [m.sum_percpu_u64(i.to_bytes(4, "little")) for i in range(m.max_entries)]
         m.close()
+        if name == "verdict_hits":  # slot dir * len(VERDICTS) + verdict
+            counters[name] = {direction: {v: values[d * len(VERDICTS) + i] for i, v in enumerate(VERDICTS)}
+                              for d, direction in enumerate(("egress", "ingress"))}
+        else:
+            counters[name] = values
     out = {**state.to_json(), "attached": node.attached_program_ids(args.iface, args.netns), "counters": counters}
     if args.format == "json":
         print(json.dumps(out, indent=2))
     else:
         print(f"{state.policy} on {args.iface}: {state.measurement}")
         print(f"attached {out['attached']}")
-        for name, values in counters.items():
-            print(f"{name}: {values}")
+        print(f"sealing: {'yes' if state.sealing else 'no'}" + (f", sender {state.sender}" if state.sender else ""))
+        for direction, verdicts in counters["verdict_hits"].items():  # type: ignore[union-attr]
+            nonzero = ", ".join(f"{v} {n}" for v, n in verdicts.items() if n)
+            print(f"{direction}: {nonzero or 'no packets'}")
+        print(f"rule_hits: {counters['rule_hits']}")
     return 0

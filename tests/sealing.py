@@ -1,0 +1,155 @@
+"""Shared pieces of the sealing tests: a policy, packet builders, a loaded data plane with keys."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import struct
+from dataclasses import dataclass, field
+
+from compiler.build import build_object
+from compiler.codegen import VERDICTS
+from policies import compile_ok
+from runtime import seal_keys, seal_wire
+from runtime.libbpf import BpfObject
+
+SEAL_POLICY = '''policy "sealtest" version 1
+domain a { tee tdx; nodes 198.18.0.1/32 }
+domain b { tee tdx; nodes 198.18.0.2/32 }
+domain c { tee tdx; nodes 198.18.0.3/32 }
+rule ab: seal from a to b
+rule ba: seal from b to a
+rule ac: seal from a to c
+rule ca: seal from c to a
+rule cb: allow plaintext udp from c to b port 9
+default deny
+'''
+DOMAIN_IDS = {"a": 1, "b": 2, "c": 3}
+ADDR = {"a": "198.18.0.1", "b": "198.18.0.2", "c": "198.18.0.3"}
+ETH = bytes.fromhex("020000000002" "020000000001") + b"\x08\x00"
+TC_ACT_OK, TC_ACT_SHOT = 0, 2
+_senders = itertools.count(int.from_bytes(os.urandom(2), "big") << 8 | 1)
+
+_objects: dict[str, bytes] = {}
+
+
+def sealed_object(aes_implementation: str = "aes-fixed-time") -> bytes:
+    """The test policy's data plane, built once per process and driver."""
+    if aes_implementation not in _objects:
+        _objects[aes_implementation] = build_object(compile_ok(SEAL_POLICY), aes_implementation=aes_implementation)
+    return _objects[aes_implementation]
+
+
+def fresh_sender() -> int:
+    return next(_senders)
+
+
+def _ip(src: str, dst: str, proto: int, body_len: int, *, ident: int = 1, frag: int = 0x4000) -> bytearray:
+    ip = bytearray(struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + body_len, ident, frag, 64, proto, 0,
+                               bytes(map(int, src.split("."))), bytes(map(int, dst.split(".")))))
+    ip[10:12] = seal_wire.internet_checksum(bytes(ip)).to_bytes(2, "big")
+    return ip
+
+
+def udp(src: str, dst: str, payload: bytes, sport: int = 40000, dport: int = 7000, **ip_kw: int) -> bytes:
+    """An IPv4/UDP packet (no Ethernet header) with valid checksums."""
+    ip = _ip(src, dst, 17, 8 + len(payload), **ip_kw)
+    seg = bytearray(struct.pack(">HHHH", sport, dport, 8 + len(payload), 0) + payload)
+    seg[6:8] = (seal_wire.l4_checksum(bytes(ip[12:16]), bytes(ip[16:20]), 17, bytes(seg)) or 0xFFFF).to_bytes(2, "big")
+    return bytes(ip + seg)
+
+
+def tcp(src: str, dst: str, payload: bytes, sport: int = 40000, dport: int = 7000, options: bytes = b"") -> bytes:
+    """An IPv4/TCP segment with options (padded to 4 bytes) and valid checksums."""
+    options = options + bytes(-len(options) % 4)
+    doff = (20 + len(options)) // 4
+    ip = _ip(src, dst, 6, 20 + len(options) + len(payload))
+    seg = bytearray(struct.pack(">HHIIBBHHH", sport, dport, 1000, 2000, doff << 4, 0x18, 65535, 0, 0)
+                    + options + payload)
+    seg[16:18] = seal_wire.l4_checksum(bytes(ip[12:16]), bytes(ip[16:20]), 6, bytes(seg)).to_bytes(2, "big")
+    return bytes(ip + seg)
+
+
+def icmp_echo(src: str, dst: str, payload: bytes) -> bytes:
+    body = bytearray(struct.pack(">BBHHH", 8, 0, 0, 7, 1) + payload)
+    body[2:4] = seal_wire.internet_checksum(bytes(body)).to_bytes(2, "big")
+    return bytes(_ip(src, dst, 1, len(body)) + body)
+
+
+def checksums_valid(packet: bytes) -> bool:
+    view = seal_wire.Ipv4View.parse(packet)
+    if seal_wire.internet_checksum(packet[:view.ihl]) != 0:
+        return False
+    if view.proto in (6, 17):
+        if view.proto == 17 and packet[view.ihl + 6:view.ihl + 8] == b"\0\0":
+            return True
+        return seal_wire.l4_checksum(packet[12:16], packet[16:20], view.proto, packet[view.ihl:view.total]) == 0
+    return True
+
+
+def pair_key() -> bytes:
+    return os.urandom(seal_wire.PAIR_KEY_LEN)
+
+
+def key_file_text(sender: int, pairs: dict[tuple[str, str], dict[str, tuple[int, bytes]]]) -> str:
+    return json.dumps({
+        "sealnet_keys": 1, "sender": sender,
+        "pairs": [{"domains": list(names), **{k: {"epoch": e, "key": key.hex()} for k, (e, key) in v.items()}}
+                  for names, v in pairs.items()]})
+
+
+@dataclass
+class SealedDatapath:
+    """A loaded sealing data plane (not attached), driven with BPF_PROG_TEST_RUN."""
+
+    obj: BpfObject
+    state_dir: str
+    pair_keys: dict[tuple[str, str], dict[str, tuple[int, bytes]]] = field(default_factory=dict)
+    sender: int = 0
+
+    @classmethod
+    def load(cls, state_dir: str, aes_implementation: str = "aes-fixed-time") -> SealedDatapath:
+        obj = BpfObject.open_memory(sealed_object(aes_implementation), "sealtest")
+        obj.load()
+        return cls(obj, state_dir)
+
+    def handles(self) -> seal_keys.SealHandles:
+        return seal_keys.SealHandles(self.obj.map("seal_keys"), self.obj.map("seal_tx"),
+                                     self.obj.map("seal_config"), self.obj.program("seal_install_key").fd)
+
+    def install(self, pairs: dict[tuple[str, str], dict[str, tuple[int, bytes]]], sender: int | None = None) -> None:
+        self.sender = sender if sender is not None else fresh_sender()
+        self.pair_keys = pairs
+        keys = seal_keys.parse_key_file(key_file_text(self.sender, pairs))
+        seal_keys.install(self.handles(), keys, DOMAIN_IDS,
+                          program_id=self.obj.program("sealnet_egress").info().id, state_dir=self.state_dir)
+
+    def direction_key(self, src: str, dst: str, which: str = "current") -> bytes:
+        names = (src, dst) if (src, dst) in self.pair_keys else (dst, src)
+        epoch, key = self.pair_keys[names][which]
+        return seal_wire.direction_key(key, src, dst, epoch)
+
+    def egress(self, packet: bytes) -> tuple[int, bytes]:
+        r = self.obj.program("sealnet_egress").test_run(ETH + packet, data_size_out=4096)
+        return r.retval, r.data_out[len(ETH):]
+
+    def ingress(self, packet: bytes) -> tuple[int, bytes]:
+        r = self.obj.program("sealnet_ingress").test_run(ETH + packet, data_size_out=4096)
+        return r.retval, r.data_out[len(ETH):]
+
+    def verdicts(self, direction: str) -> dict[str, int]:
+        base = (0 if direction == "egress" else 1) * len(VERDICTS)
+        m = self.obj.map("verdict_hits")
+        return {v: m.sum_percpu_u64((base + i).to_bytes(4, "little")) for i, v in enumerate(VERDICTS)}
+
+    def close(self) -> None:
+        self.obj.close()
+
+
+def counted(dp: SealedDatapath, direction: str, run) -> tuple[object, set[str]]:  # type: ignore[no-untyped-def]
+    """Run `run()`; its result and the verdict counters it moved."""
+    before = dp.verdicts(direction)
+    result = run()
+    after = dp.verdicts(direction)
+    return result, {v for v in after if after[v] != before[v]}
