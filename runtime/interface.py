@@ -1,7 +1,8 @@
 """Prepare a node's uplink for sealed traffic, and undo it exactly.
 
 The v1 wire format adds SEAL_OVERHEAD bytes to every sealed packet at TC,
-so (1) no offload may hand TC a super-packet (GSO/TSO/GRO off) and (2) the
+so (1) no offload may hand TC a super-packet (GSO/TSO/GRO off, and the
+link's gso_max_segs at 1, since TCP does GSO in software regardless) and (2) the
 routes through the interface carry an MTU that leaves room for the
 overhead. The link MTU stays as it is, so a peer's full-size sealed packet
 is still received. What was changed is returned as a record that `restore`
@@ -34,6 +35,7 @@ class InterfaceChange:
     offloads_disabled: list[str] = field(default_factory=list)
     routes: list[RouteChange] = field(default_factory=list)
     route_mtu: int = 0
+    previous_gso_max_segs: int = 0  # 0: unchanged
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -42,7 +44,7 @@ class InterfaceChange:
     def from_json(cls, data: dict[str, Any]) -> "InterfaceChange":
         routes = [RouteChange(**r) for r in data.get("routes", [])]
         return cls(data["iface"], data.get("netns"), list(data.get("offloads_disabled", [])),
-                   routes, int(data.get("route_mtu", 0)))
+                   routes, int(data.get("route_mtu", 0)), int(data.get("previous_gso_max_segs", 0)))
 
 
 def _route_key(route: Any) -> tuple[str, int, int]:
@@ -63,12 +65,29 @@ def prepare(iface: str, netns: str | None = None) -> InterfaceChange:
     change = InterfaceChange(iface, netns)
     try:
         change.offloads_disabled = ethtool.disable_segmentation_offloads(iface, netns=netns)
+        change.previous_gso_max_segs = _set_gso_max_segs(iface, netns, 1)
         change.route_mtu = get_mtu(iface, netns=netns) - SEAL_OVERHEAD
         _set_route_mtus(change)
     except Exception:
         restore(change)
         raise
     return change
+
+
+def _set_gso_max_segs(iface: str, netns: str | None, segs: int) -> int:
+    """Set the link's gso_max_segs; returns the previous value.
+
+    TCP builds GSO super-packets whatever the device's offload flags say
+    (sk_setup_caps always adds NETIF_F_GSO for TCP) and segments them in
+    software only after TC egress. A limit of one segment is what makes
+    TCP hand TC one MSS-sized packet at a time, each sealed on its own.
+    """
+    with iproute(netns) as ipr:
+        index = ipr.link_lookup(ifname=iface)[0]
+        previous = int(ipr.get_links(index)[0].get_attr("IFLA_GSO_MAX_SEGS") or 0)
+        if previous != segs:
+            ipr.link("set", index=index, gso_max_segs=segs)
+    return previous
 
 
 def _set_route_mtus(change: InterfaceChange) -> None:
@@ -125,6 +144,11 @@ def restore(change: InterfaceChange) -> list[str]:
                     ipr.route("replace", **spec)
     except Exception as exc:  # restoring is best effort: report, never hide
         problems.append(f"routes: {exc}")
+    if change.previous_gso_max_segs and change.previous_gso_max_segs != 1:
+        try:
+            _set_gso_max_segs(change.iface, change.netns, change.previous_gso_max_segs)
+        except Exception as exc:
+            problems.append(f"gso_max_segs: {exc}")
     if change.offloads_disabled:
         try:
             ethtool.set_features(change.iface, {n: True for n in change.offloads_disabled}, netns=change.netns)

@@ -348,7 +348,8 @@ static __always_inline __u32 seal_packet(struct __sk_buff *skb, const struct pac
 		return V_SEAL_MALFORMED_DROP;
 	if (l.frag_off & (IP_MF | IP_OFFSET))
 		return V_SEAL_TOO_BIG_DROP; /* the datagram outgrew the route MTU: never sealed in pieces */
-	if (l.payload > CCM_MAX_PAYLOAD || bpf_check_mtu(skb, 0, &mtu_len, SEAL_OVERHEAD, 0))
+	/* A GSO super-packet would be cut into segments after TC: never seal one. */
+	if (skb->gso_size || l.payload > CCM_MAX_PAYLOAD || bpf_check_mtu(skb, 0, &mtu_len, SEAL_OVERHEAD, 0))
 		return V_SEAL_TOO_BIG_DROP;
 
 	__u32 cpu = bpf_get_smp_processor_id();
