@@ -5,13 +5,13 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import struct
 from dataclasses import dataclass, field
 
 from compiler.build import build_object
 from compiler.codegen import VERDICTS
 from policies import compile_ok
 from runtime import seal_keys, seal_wire
+from runtime.packets import ETH, checksums_valid, icmp_echo, tcp, udp  # noqa: F401  (re-exported)
 from runtime.libbpf import BpfObject
 
 SEAL_POLICY = '''policy "sealtest" version 1
@@ -27,7 +27,6 @@ default deny
 '''
 DOMAIN_IDS = {"a": 1, "b": 2, "c": 3}
 ADDR = {"a": "198.18.0.1", "b": "198.18.0.2", "c": "198.18.0.3"}
-ETH = bytes.fromhex("020000000002" "020000000001") + b"\x08\x00"
 TC_ACT_OK, TC_ACT_SHOT = 0, 2
 _senders = itertools.count(int.from_bytes(os.urandom(2), "big") << 8 | 1)
 
@@ -43,49 +42,6 @@ def sealed_object(aes_implementation: str = "aes-fixed-time") -> bytes:
 
 def fresh_sender() -> int:
     return next(_senders)
-
-
-def _ip(src: str, dst: str, proto: int, body_len: int, *, ident: int = 1, frag: int = 0x4000) -> bytearray:
-    ip = bytearray(struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + body_len, ident, frag, 64, proto, 0,
-                               bytes(map(int, src.split("."))), bytes(map(int, dst.split(".")))))
-    ip[10:12] = seal_wire.internet_checksum(bytes(ip)).to_bytes(2, "big")
-    return ip
-
-
-def udp(src: str, dst: str, payload: bytes, sport: int = 40000, dport: int = 7000, **ip_kw: int) -> bytes:
-    """An IPv4/UDP packet (no Ethernet header) with valid checksums."""
-    ip = _ip(src, dst, 17, 8 + len(payload), **ip_kw)
-    seg = bytearray(struct.pack(">HHHH", sport, dport, 8 + len(payload), 0) + payload)
-    seg[6:8] = (seal_wire.l4_checksum(bytes(ip[12:16]), bytes(ip[16:20]), 17, bytes(seg)) or 0xFFFF).to_bytes(2, "big")
-    return bytes(ip + seg)
-
-
-def tcp(src: str, dst: str, payload: bytes, sport: int = 40000, dport: int = 7000, options: bytes = b"") -> bytes:
-    """An IPv4/TCP segment with options (padded to 4 bytes) and valid checksums."""
-    options = options + bytes(-len(options) % 4)
-    doff = (20 + len(options)) // 4
-    ip = _ip(src, dst, 6, 20 + len(options) + len(payload))
-    seg = bytearray(struct.pack(">HHIIBBHHH", sport, dport, 1000, 2000, doff << 4, 0x18, 65535, 0, 0)
-                    + options + payload)
-    seg[16:18] = seal_wire.l4_checksum(bytes(ip[12:16]), bytes(ip[16:20]), 6, bytes(seg)).to_bytes(2, "big")
-    return bytes(ip + seg)
-
-
-def icmp_echo(src: str, dst: str, payload: bytes) -> bytes:
-    body = bytearray(struct.pack(">BBHHH", 8, 0, 0, 7, 1) + payload)
-    body[2:4] = seal_wire.internet_checksum(bytes(body)).to_bytes(2, "big")
-    return bytes(_ip(src, dst, 1, len(body)) + body)
-
-
-def checksums_valid(packet: bytes) -> bool:
-    view = seal_wire.Ipv4View.parse(packet)
-    if seal_wire.internet_checksum(packet[:view.ihl]) != 0:
-        return False
-    if view.proto in (6, 17):
-        if view.proto == 17 and packet[view.ihl + 6:view.ihl + 8] == b"\0\0":
-            return True
-        return seal_wire.l4_checksum(packet[12:16], packet[16:20], view.proto, packet[view.ihl:view.total]) == 0
-    return True
 
 
 def pair_key() -> bytes:
