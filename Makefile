@@ -59,9 +59,10 @@ test-serial: setup
 demo: setup
 	@bash scripts/demo.sh
 
+# Each benchmark prints its figures as ratios against a baseline measured in the same run.
 bench: setup
-	@if [ -x benchmarks/run ]; then benchmarks/run; \
-	else $(call run_pytest,-q benchmarks); fi
+	@for b in bench_lint bench_verify bench_datapath bench_seal; do \
+		echo "== $$b"; $(BIN)/python benchmarks/$$b.py; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
