@@ -33,3 +33,6 @@ trap 'rm -rf "$tmp"' EXIT
 sed 's/^rule to_align:/rule lab_ssh: allow plaintext tcp from hospital to lab port 22\nrule to_align:/' \
   examples/genomics.policy > "$tmp/genomics-v4.policy"
 $policyc diff examples/genomics.policy "$tmp/genomics-v4.policy" || true
+
+step "sealed traffic between two nodes (network namespaces, AES-CCM in eBPF)"
+.venv/bin/python scripts/demo_sealed.py
