@@ -20,9 +20,17 @@ def _routes(netns: str) -> str:
     return run(netns, ["ip", "-4", "route", "show", "table", "main"], capture_output=True, text=True).stdout
 
 
+def _gso_max_segs(iface: str, netns: str) -> int:
+    from runtime.netns import iproute
+
+    with iproute(netns) as ipr:
+        return int(ipr.get_links(ipr.link_lookup(ifname=iface)[0])[0].get_attr("IFLA_GSO_MAX_SEGS"))
+
+
 def test_prepare_lowers_route_mtu_and_disables_offloads_then_restore_undoes(topology) -> None:
     ns_a, _, veth = topology.pair("198.18.0.0/30")
     before_routes = _routes(ns_a)
+    before_segs = _gso_max_segs(veth.a, ns_a)
     before = {n: f.active for n, f in ethtool.features(veth.a, netns=ns_a).items()}
     assert before["tx-generic-segmentation"] and before["rx-gro"] is not None
 
@@ -34,6 +42,7 @@ def test_prepare_lowers_route_mtu_and_disables_offloads_then_restore_undoes(topo
     segmentation = [n for n in after if n.startswith("tx-") and n.endswith("segmentation")]
     assert segmentation and not any(after[n].active for n in segmentation)
     assert not after["rx-gro"].active
+    assert before_segs > 1 and _gso_max_segs(veth.a, ns_a) == 1  # TCP's own GSO: one segment per skb
 
     # the record survives a JSON round trip (the node agent keeps it on disk)
     change = interface.InterfaceChange.from_json(change.to_json())
@@ -41,6 +50,7 @@ def test_prepare_lowers_route_mtu_and_disables_offloads_then_restore_undoes(topo
     assert _routes(ns_a) == before_routes
     restored = {n: f.active for n, f in ethtool.features(veth.a, netns=ns_a).items()}
     assert restored == before
+    assert _gso_max_segs(veth.a, ns_a) == before_segs
 
 
 def _send_df(destination: str, size: int) -> int:
