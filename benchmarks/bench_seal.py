@@ -64,8 +64,7 @@ def _policy(text: str):  # type: ignore[no-untyped-def]
 
 
 def _key_file(pair_key: bytes, sender: int) -> seal_keys.KeyFile:
-    return seal_keys.parse_key_file(json.dumps({"sealnet_keys": 1, "sender": sender, "pairs": [
-        {"domains": ["a", "b"], "current": {"epoch": 1, "key": pair_key.hex()}}]}))
+    return seal_keys.parse_key_file(seal_keys.format_key_file(sender, {("a", "b"): {"current": (1, pair_key)}}))
 
 
 def _median_ns(prog, frames: list[bytes]) -> float:  # type: ignore[no-untyped-def]
@@ -86,8 +85,8 @@ def kernel_costs(samples: int, state_dir: str) -> list[dict[str, object]]:
         obj.load()
         try:
             pair_key = os.urandom(32)
-            handles = seal_keys.SealHandles(obj.map("seal_keys"), obj.map("seal_tx"), obj.map("seal_config"),
-                                            obj.program("seal_install_key").fd)
+            handles = node.seal_handles(obj)
+            assert handles is not None
             seal_keys.install(handles, _key_file(pair_key, int.from_bytes(os.urandom(3), "big") + 1),
                               {"a": 1, "b": 2}, program_id=obj.program("sealnet_egress").info().id,
                               state_dir=state_dir)

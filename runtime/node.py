@@ -90,7 +90,8 @@ def _write_state(state: NodeState) -> None:
     os.replace(tmp, state_path(state.iface, state.netns))
 
 
-def _seal_handles(obj: BpfObject) -> seal_keys.SealHandles | None:
+def seal_handles(obj: BpfObject) -> seal_keys.SealHandles | None:
+    """The key-installation handles of a loaded object (None: built without sealing)."""
     names = {m.name for m in obj.maps()}
     if not set(SEAL_PINNED_MAPS) <= names:
         return None  # a data plane built without the sealing path
@@ -126,7 +127,7 @@ def load_object(object_bytes: bytes, *, iface: str, netns: str | None, measureme
     try:
         obj.load()  # the kernel verifier: a refusal leaves the running programs in place
         programs = {name: obj.program(name) for name in (EGRESS, INGRESS)}
-        handles = _seal_handles(obj)
+        handles = seal_handles(obj)
         if keys is not None:
             if handles is None:
                 raise NodeError("keys given, but this bundle's data plane has no sealing path")

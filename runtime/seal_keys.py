@@ -123,6 +123,14 @@ def parse_key_file(text: str, path: str = "<keys>") -> KeyFile:
     return KeyFile(sender=sender, pairs=tuple(pairs))
 
 
+def format_key_file(sender: int, pairs: dict[tuple[str, str], dict[str, tuple[int, bytes]]]) -> str:
+    """A key file's text: {(a, b): {"current": (epoch, pair key), "next": ...}} (for labs and tests)."""
+    return json.dumps({
+        "sealnet_keys": KEY_FILE_FORMAT, "sender": sender,
+        "pairs": [{"domains": list(names), **{k: {"epoch": e, "key": key.hex()} for k, (e, key) in v.items()}}
+                  for names, v in pairs.items()]}, indent=1)
+
+
 def load_key_file(path: str) -> KeyFile:
     try:
         with open(path, encoding="utf-8") as fh:

@@ -9,7 +9,6 @@ deleted at the end.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import sys
@@ -22,6 +21,7 @@ from compiler.cli import main as policyc  # noqa: E402
 from runtime import node  # noqa: E402
 from runtime.cli import main as sealnet  # noqa: E402
 from runtime.netns import Topology, run_in_netns  # noqa: E402
+from runtime.seal_keys import format_key_file  # noqa: E402
 
 POLICY = '''policy "demo" version 1
 domain hospital { tee sev-snp; nodes 198.18.0.1/32 }
@@ -63,12 +63,11 @@ def main() -> int:
         node.STATE_DIR = os.path.join(tmp, "state")
         policy, auth, bundle = Path(tmp, "demo.policy"), Path(tmp, "authority.key"), Path(tmp, "demo.bundle")
         policy.write_text(POLICY)
-        pair_key = os.urandom(32).hex()
+        pair_key = os.urandom(32)
         key_files = []
-        for sender in (101, 202):
+        for sender in (101, 202):  # one sender id per node: nonces never repeat across them
             path = Path(tmp, f"node{sender}.keys")
-            path.write_text(json.dumps({"sealnet_keys": 1, "sender": sender, "pairs": [
-                {"domains": ["hospital", "lab"], "current": {"epoch": 1, "key": pair_key}}]}))
+            path.write_text(format_key_file(sender, {("hospital", "lab"): {"current": (1, pair_key)}}))
             key_files.append(path)
         print("$ policyc keygen / compile (signed bundle)")
         if policyc(["keygen", str(auth)]) or policyc(["compile", str(policy), "-o", str(bundle),

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import json
 import os
 from dataclasses import dataclass, field
 
 from compiler.build import build_object
 from compiler.codegen import VERDICTS
 from policies import compile_ok
-from runtime import seal_keys, seal_wire
+from runtime import node, seal_keys, seal_wire
 from runtime.packets import ETH, checksums_valid, icmp_echo, tcp, udp  # noqa: F401  (re-exported)
 from runtime.libbpf import BpfObject
 
@@ -48,11 +47,7 @@ def pair_key() -> bytes:
     return os.urandom(seal_wire.PAIR_KEY_LEN)
 
 
-def key_file_text(sender: int, pairs: dict[tuple[str, str], dict[str, tuple[int, bytes]]]) -> str:
-    return json.dumps({
-        "sealnet_keys": 1, "sender": sender,
-        "pairs": [{"domains": list(names), **{k: {"epoch": e, "key": key.hex()} for k, (e, key) in v.items()}}
-                  for names, v in pairs.items()]})
+key_file_text = seal_keys.format_key_file
 
 
 @dataclass
@@ -71,8 +66,9 @@ class SealedDatapath:
         return cls(obj, state_dir)
 
     def handles(self) -> seal_keys.SealHandles:
-        return seal_keys.SealHandles(self.obj.map("seal_keys"), self.obj.map("seal_tx"),
-                                     self.obj.map("seal_config"), self.obj.program("seal_install_key").fd)
+        handles = node.seal_handles(self.obj)
+        assert handles is not None
+        return handles
 
     def install(self, pairs: dict[tuple[str, str], dict[str, tuple[int, bytes]]], sender: int | None = None) -> None:
         self.sender = sender if sender is not None else fresh_sender()
