@@ -159,7 +159,7 @@ def _iperf_mbit(ns_a: str, ns_b: str, seconds: int) -> float:
                       timeout=seconds + 30)
             if out.returncode == 0:
                 result = json.loads(out.stdout)
-                if "error" not in result:  # else the server was not listening yet
+                if "sum_received" in result.get("end", {}):  # else the server was not listening yet
                     return result["end"]["sum_received"]["bits_per_second"] / 1e6
             time.sleep(0.1)
         raise RuntimeError("iperf3 never connected")
