@@ -10,7 +10,7 @@ from compiler.build import build_object
 from compiler.codegen import VERDICTS
 from policies import compile_ok
 from runtime import node, seal_keys, seal_wire
-from runtime.packets import ETH, checksums_valid, icmp_echo, tcp, udp  # noqa: F401  (re-exported)
+from runtime.packets import ETH
 from runtime.libbpf import BpfObject
 
 SEAL_POLICY = '''policy "sealtest" version 1

@@ -14,8 +14,8 @@ import random
 import pytest
 
 from runtime import seal_keys, seal_wire
-from sealing import (ADDR, ETH, TC_ACT_OK, TC_ACT_SHOT, SealedDatapath, checksums_valid, counted, icmp_echo, pair_key,
-                     tcp, udp)
+from runtime.packets import ETH, checksums_valid, icmp_echo, tcp, udp
+from sealing import ADDR, TC_ACT_OK, TC_ACT_SHOT, SealedDatapath, counted, pair_key
 
 pytestmark = pytest.mark.kernel
 

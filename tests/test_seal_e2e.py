@@ -302,21 +302,27 @@ def test_allow_and_deny_rules_behave_as_written(topology, state_dir) -> None:
         assert n.verdicts("a", "egress")["deny_drop"] >= 1
 
 
+def _send_and_receive_nothing(n: Nodes, count: int) -> list[bytes]:
+    """Send `count` datagrams from a to b:7000, check none is delivered; the frames on b's wire."""
+    server = run_in_netns(n.ns_b, _udp_socket, IP_B, 7000)
+    server.settimeout(0.5)
+    client = run_in_netns(n.ns_a, _udp_socket, IP_A, 0)
+    capture = Capture(n.ns_b, n.if_b)
+    try:
+        for _ in range(count):
+            client.sendto(_payload(200), (IP_B, 7000))
+        with pytest.raises(socket.timeout):
+            server.recvfrom(2048)
+    finally:
+        frames = capture.stop()
+        server.close()
+        client.close()
+    return frames
+
+
 def test_without_keys_nothing_leaves_in_plaintext(topology, state_dir) -> None:
     with nodes(topology, str(state_dir), keys_a=False) as n:
-        server = run_in_netns(n.ns_b, _udp_socket, IP_B, 7000)
-        server.settimeout(0.5)
-        client = run_in_netns(n.ns_a, _udp_socket, IP_A, 0)
-        capture = Capture(n.ns_b, n.if_b)
-        try:
-            for _ in range(5):
-                client.sendto(_payload(200), (IP_B, 7000))
-            with pytest.raises(socket.timeout):
-                server.recvfrom(2048)
-        finally:
-            frames = capture.stop()
-            server.close()
-            client.close()
+        frames = _send_and_receive_nothing(n, count=5)
         assert not _udp_frames_to(frames, 7000)
         assert n.verdicts("a", "egress")["seal_no_key_drop"] >= 5
 
@@ -324,17 +330,8 @@ def test_without_keys_nothing_leaves_in_plaintext(topology, state_dir) -> None:
 def test_plaintext_where_seal_is_required_and_replays_are_dropped(topology, state_dir) -> None:
     # Node a runs no data plane at all: it sends plaintext that b's policy says must be sealed.
     with nodes(topology, str(state_dir), load_a=False) as n:
-        server = run_in_netns(n.ns_b, _udp_socket, IP_B, 7000)
-        server.settimeout(0.5)
-        client = run_in_netns(n.ns_a, _udp_socket, IP_A, 0)
-        try:
-            for _ in range(3):
-                client.sendto(_payload(100), (IP_B, 7000))
-            with pytest.raises(socket.timeout):
-                server.recvfrom(2048)
-        finally:
-            server.close()
-            client.close()
+        frames = _send_and_receive_nothing(n, count=3)
+        assert len(_udp_frames_to(frames, 7000)) == 3  # they did cross the wire, in plaintext
         assert n.verdicts("b", "ingress")["seal_plaintext_drop"] >= 3
 
     # Replay: sealed frames captured on the wire and sent again are dropped.

@@ -403,12 +403,16 @@ static __always_inline __u32 seal_packet(struct __sk_buff *skb, const struct pac
 	return V_SEAL_SENT;
 }
 
+/* Count the verdict once and turn it into a TC action. */
+static __always_inline int seal_action(__u32 dir, __u32 rule, __u32 verdict)
+{
+	count(dir, rule, verdict);
+	return verdict == V_SEAL_SENT ? TC_ACT_OK : TC_ACT_SHOT;
+}
+
 static __always_inline int seal_egress(struct __sk_buff *skb, const struct packet *p, __u32 rule)
 {
-	__u32 verdict = seal_packet(skb, p);
-
-	count(DIR_EGRESS, rule, verdict);
-	return verdict == V_SEAL_SENT ? TC_ACT_OK : TC_ACT_SHOT;
+	return seal_action(DIR_EGRESS, rule, seal_packet(skb, p));
 }
 
 /* ------------------------------------------------------------ ingress */
@@ -528,10 +532,7 @@ static __always_inline __u32 open_packet(struct __sk_buff *skb, const struct pac
 
 static __always_inline int seal_ingress(struct __sk_buff *skb, const struct packet *p, __u32 rule)
 {
-	__u32 verdict = open_packet(skb, p);
-
-	count(DIR_INGRESS, rule, verdict);
-	return verdict == V_SEAL_SENT ? TC_ACT_OK : TC_ACT_SHOT;
+	return seal_action(DIR_INGRESS, rule, open_packet(skb, p));
 }
 
 #endif /* SEAL_DATAPATH_H */
