@@ -102,15 +102,22 @@ def seal_handles(obj: BpfObject) -> seal_keys.SealHandles | None:
 def pinned_seal_handles(state: NodeState) -> seal_keys.SealHandles:
     if not state.sealing:
         raise NodeError(f"the data plane on {state.iface} has no sealing path")
-    maps = [Map.from_fd(get_pinned(os.path.join(state.pin_dir, name)), owns_fd=True) for name in SEAL_PINNED_MAPS]
-    return seal_keys.SealHandles(*maps, install_fd=get_pinned(os.path.join(state.pin_dir, seal_keys.INSTALL_PROGRAM)))
+    maps: list[Map] = []
+    try:
+        for name in SEAL_PINNED_MAPS:
+            maps.append(Map.from_fd(get_pinned(os.path.join(state.pin_dir, name)), owns_fd=True))
+        install_fd = get_pinned(os.path.join(state.pin_dir, seal_keys.INSTALL_PROGRAM))
+    except Exception:
+        for m in maps:  # a missing pin must not leak the fds already opened
+            m.close()
+        raise
+    return seal_keys.SealHandles(*maps, install_fd=install_fd)
 
 
-def close_handles(handles: seal_keys.SealHandles, *, owns_install_fd: bool) -> None:
+def close_pinned_handles(handles: seal_keys.SealHandles) -> None:
     for m in (handles.keys, handles.tx, handles.config):
         m.close()
-    if owns_install_fd:
-        os.close(handles.install_fd)
+    os.close(handles.install_fd)
 
 
 def load_object(object_bytes: bytes, *, iface: str, netns: str | None, measurement: str,
@@ -177,7 +184,7 @@ def install_keys(iface: str, netns: str | None, keys: seal_keys.KeyFile, keys_pa
         seal_keys.install(handles, keys, state.domain_ids, program_id=state.program_ids[EGRESS],
                           state_dir=STATE_DIR, path=keys_path)
     finally:
-        close_handles(handles, owns_install_fd=True)
+        close_pinned_handles(handles)
     state.sender = keys.sender
     _write_state(state)
     return state

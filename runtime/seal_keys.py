@@ -193,16 +193,15 @@ def _read_ledger(state_dir: str) -> dict[str, int]:
 def claim_senders(state_dir: str, sender: int, keys: list[DirectionKey], program_id: int) -> None:
     """Record (sender, key) for this load; refuse one already used by another load."""
     ledger = _read_ledger(state_dir)
-    for k in keys:
-        entry = f"{sender}:{k.fingerprint()}"
+    entries = {f"{sender}:{k.fingerprint()}": k for k in keys}
+    for entry, k in entries.items():
         owner = ledger.get(entry)
         if owner is not None and owner != program_id:
             raise KeyInstallError(
                 f"sender {sender} was already used with the {k.src}->{k.dst} key of epoch {k.epoch} "
                 f"by another program load on this node; its sequence numbers would repeat nonces. "
                 f"Give the key file a fresh sender id")
-    for k in keys:
-        ledger[f"{sender}:{k.fingerprint()}"] = program_id
+    ledger.update(dict.fromkeys(entries, program_id))
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
     tmp = _ledger_path(state_dir) + ".tmp"
     with open(tmp, "w") as fh:
@@ -239,14 +238,14 @@ class SealHandles:
 
 
 def _run_install(handles: SealHandles, slot: int, epoch: int, key: bytearray | None) -> None:
-    args = bytearray(_ARGS.pack(bytes(32), slot, epoch, 0 if key else 1, 0))
+    args = bytearray(_ARGS.pack(bytes(32), slot, epoch, int(key is None), 0))
     if key is not None:
         args[:len(key)] = key
     try:
         result = run_syscall_fd(handles.install_fd, args, name=INSTALL_PROGRAM)
     finally:
         args[:] = bytes(len(args))
-    err = struct.unpack_from("<i", result.ctx_out, 44)[0]
+    err = _ARGS.unpack(result.ctx_out)[-1]
     if result.retval != 0 or err != 0:
         raise KeyInstallError(f"the kernel refused the key for slot {slot}: {os.strerror(-err) if err < 0 else err}")
 

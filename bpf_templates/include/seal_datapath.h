@@ -24,6 +24,7 @@
 #define SEAL_AAD_FIXED         10 /* source, destination, zero, protocol */
 #define SEAL_AAD_BUF           128 /* a power of two >= SEAL_AAD_FIXED + SEAL_L4_MAX + SEAL_HDR_LEN */
 #define SEAL_WIRE_MAX          (SEAL_OVERHEAD + CCM_MAX_PAYLOAD)
+#define SEAL_ENOENT            2  /* no such key slot */
 #define SEAL_SCRATCH_EGRESS    0
 #define SEAL_SCRATCH_INGRESS   1
 #define IP_TOT_LEN_AT          (ETH_HLEN + 2)
@@ -169,7 +170,7 @@ int seal_install_key(struct seal_key_args *args)
 	_Static_assert(sizeof(ecb_algo) <= 128 && sizeof(cbc_algo) <= 128, "algorithm names fit");
 	slot = bpf_map_lookup_elem(&seal_keys, &slot_id);
 	if (!slot) {
-		args->err = -2; /* ENOENT: no such pair */
+		args->err = -SEAL_ENOENT;
 		goto out;
 	}
 	slot->installed = 0; /* egress and ingress skip the slot while it changes */
@@ -180,7 +181,7 @@ int seal_install_key(struct seal_key_args *args)
 		if (!ecb || !cbc) {
 			seal_release(ecb);
 			seal_release(cbc);
-			args->err = err ? err : -22;
+			args->err = err ? err : -CCM_EINVAL;
 			goto out;
 		}
 	}
@@ -202,6 +203,7 @@ struct seal_layout {
 	__u32 tot_len;  /* IPv4 total length */
 	__u32 l4_len;   /* L4 header left in clear: TCP doff*4, UDP 8, else 0 */
 	__u32 payload;  /* bytes after the L4 header */
+	__u32 payload_at; /* frame offset of those bytes */
 	__u32 csum_at;  /* L4 checksum offset in the frame, 0 when not in clear */
 	__u16 frag_off; /* host order */
 	__u8 proto;
@@ -238,6 +240,7 @@ static __always_inline enum layout_status seal_layout(struct __sk_buff *skb, str
 	if (l->tot_len < l->hlen + l->l4_len)
 		return LAYOUT_BAD;
 	l->payload = l->tot_len - l->hlen - l->l4_len;
+	l->payload_at = ETH_HLEN + l->hlen + l->l4_len;
 	return LAYOUT_OK;
 }
 
@@ -309,6 +312,17 @@ static __always_inline int seal_fix_headers(struct __sk_buff *skb, const struct 
 	return 0;
 }
 
+/* The installed key of (pair, epoch), or NULL. The caller reads its kptrs once each. */
+static __always_inline struct seal_key *seal_key_of(__u32 pair, __u32 epoch)
+{
+	__u32 slot_id = pair * SEAL_EPOCH_SLOTS + (epoch & 1);
+	struct seal_key *key = pair ? bpf_map_lookup_elem(&seal_keys, &slot_id) : NULL;
+
+	if (!key || !key->installed || key->epoch != epoch)
+		return NULL;
+	return key;
+}
+
 static __always_inline __u32 seal_pair(const struct packet *p)
 {
 	__u32 src = domain_of(p->src), dst = domain_of(p->dst);
@@ -322,7 +336,7 @@ static __always_inline __u32 seal_pair(const struct packet *p)
 
 static __always_inline __u32 seal_packet(struct __sk_buff *skb, const struct packet *p)
 {
-	__u32 zero = 0, scratch_key = SEAL_SCRATCH_EGRESS, pair, slot_id, epoch, mtu_len = 0;
+	__u32 zero = 0, scratch_key = SEAL_SCRATCH_EGRESS, pair, epoch, mtu_len = 0;
 	struct seal_layout l;
 
 	pair = seal_pair(p);
@@ -332,9 +346,8 @@ static __always_inline __u32 seal_packet(struct __sk_buff *skb, const struct pac
 	if (!tx || !tx->active)
 		return V_SEAL_NO_KEY_DROP;
 	epoch = tx->epoch & 0xff;
-	slot_id = pair * SEAL_EPOCH_SLOTS + (epoch & 1);
-	struct seal_key *key = bpf_map_lookup_elem(&seal_keys, &slot_id);
-	if (!key || !key->installed || key->epoch != epoch)
+	struct seal_key *key = seal_key_of(pair, epoch);
+	if (!key)
 		return V_SEAL_NO_KEY_DROP;
 	struct bpf_crypto_ctx *ecb = key->ecb, *cbc = key->cbc; /* each read once: may turn NULL */
 	if (!ecb || !cbc)
@@ -373,8 +386,7 @@ static __always_inline __u32 seal_packet(struct __sk_buff *skb, const struct pac
 	ccm_opaque(n);
 	if (n > CCM_MAX_PAYLOAD)
 		return V_SEAL_TOO_BIG_DROP;
-	__u32 payload_at = ETH_HLEN + l.hlen + l.l4_len;
-	if (n && bpf_skb_load_bytes(skb, payload_at, CCM_PAYLOAD(&s->ccm), n))
+	if (n && bpf_skb_load_bytes(skb, l.payload_at, CCM_PAYLOAD(&s->ccm), n))
 		return V_SEAL_MALFORMED_DROP;
 	__s64 old_sum = seal_sum(s, CCM_WIRE_HEAD, n);
 
@@ -397,7 +409,7 @@ static __always_inline __u32 seal_packet(struct __sk_buff *skb, const struct pac
 	if (wire_len > SEAL_WIRE_MAX)
 		return V_INTERNAL_DROP;
 	if (bpf_skb_change_tail(skb, ETH_HLEN + l.tot_len + SEAL_OVERHEAD, 0) ||
-	    bpf_skb_store_bytes(skb, payload_at, s->ccm.wire, wire_len, 0) ||
+	    bpf_skb_store_bytes(skb, l.payload_at, s->ccm.wire, wire_len, 0) ||
 	    seal_fix_headers(skb, &l, old_sum, new_sum, l.tot_len + SEAL_OVERHEAD))
 		return V_INTERNAL_DROP;
 	return V_SEAL_SENT;
@@ -460,14 +472,13 @@ static __always_inline int seal_replay_check(struct seal_stream *stream, __u64 s
 
 static __always_inline __u32 open_packet(struct __sk_buff *skb, const struct packet *p)
 {
-	__u32 scratch_key = SEAL_SCRATCH_INGRESS, pair, slot_id;
+	__u32 scratch_key = SEAL_SCRATCH_INGRESS, pair;
 	struct seal_layout l;
 	__u8 head[SEAL_HDR_LEN];
 
 	if (seal_layout(skb, &l) != LAYOUT_OK)
 		return V_SEAL_MALFORMED_DROP;
-	__u32 payload_at = ETH_HLEN + l.hlen + l.l4_len;
-	if (l.payload < SEAL_OVERHEAD || bpf_skb_load_bytes(skb, payload_at, head, sizeof(head)) ||
+	if (l.payload < SEAL_OVERHEAD || bpf_skb_load_bytes(skb, l.payload_at, head, sizeof(head)) ||
 	    head[0] != SEAL_VERSION)
 		return V_SEAL_PLAINTEXT_DROP;
 	if ((l.frag_off & (IP_MF | IP_OFFSET)) || head[1] != SEAL_SUITE_AES_128_CCM ||
@@ -475,9 +486,8 @@ static __always_inline __u32 open_packet(struct __sk_buff *skb, const struct pac
 		return V_SEAL_MALFORMED_DROP;
 
 	pair = seal_pair(p);
-	slot_id = pair * SEAL_EPOCH_SLOTS + (head[2] & 1);
-	struct seal_key *key = pair ? bpf_map_lookup_elem(&seal_keys, &slot_id) : NULL;
-	if (!key || !key->installed || key->epoch != head[2])
+	struct seal_key *key = seal_key_of(pair, head[2]);
+	if (!key)
 		return V_SEAL_UNKNOWN_KEY_DROP;
 	struct bpf_crypto_ctx *ecb = key->ecb, *cbc = key->cbc;
 	if (!ecb || !cbc)
@@ -501,7 +511,7 @@ static __always_inline __u32 open_packet(struct __sk_buff *skb, const struct pac
 	ccm_opaque(wire_len);
 	if (wire_len < SEAL_OVERHEAD || wire_len > SEAL_WIRE_MAX)
 		return V_SEAL_MALFORMED_DROP;
-	if (bpf_skb_load_bytes(skb, payload_at, s->ccm.wire, wire_len))
+	if (bpf_skb_load_bytes(skb, l.payload_at, s->ccm.wire, wire_len))
 		return V_SEAL_MALFORMED_DROP;
 	__u32 n = wire_len - SEAL_OVERHEAD;
 	__s64 old_sum = seal_sum(s, 0, wire_len);
@@ -523,7 +533,7 @@ static __always_inline __u32 open_packet(struct __sk_buff *skb, const struct pac
 	ccm_opaque(plain_len);
 	if (plain_len > CCM_MAX_PAYLOAD)
 		return V_INTERNAL_DROP;
-	if ((plain_len && bpf_skb_store_bytes(skb, payload_at, CCM_PAYLOAD(&s->ccm), plain_len, 0)) ||
+	if ((plain_len && bpf_skb_store_bytes(skb, l.payload_at, CCM_PAYLOAD(&s->ccm), plain_len, 0)) ||
 	    bpf_skb_change_tail(skb, ETH_HLEN + l.tot_len - SEAL_OVERHEAD, 0) ||
 	    seal_fix_headers(skb, &l, old_sum, new_sum, l.tot_len - SEAL_OVERHEAD))
 		return V_INTERNAL_DROP;

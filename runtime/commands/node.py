@@ -1,11 +1,15 @@
-"""`sealnet node load|unload|status`: the node agent's loader on one interface."""
+"""`sealnet node load|keys|unload|status`: the node agent's loader on one interface."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from compiler.diagnostics import UserError
+
+if TYPE_CHECKING:
+    from runtime.seal_keys import KeyFile
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     status.set_defaults(func=run_status)
 
 
-def _read_keys(path: str):  # type: ignore[no-untyped-def]
+def _read_keys(path: str) -> KeyFile:
     from runtime.seal_keys import KeyFileError, load_key_file
 
     try:
