@@ -22,14 +22,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compiler.build import compile_c, find_clang  # noqa: E402
-from compiler.codegen import render  # noqa: E402
-from compiler.frontend import compile_text  # noqa: E402
-from compiler.ir import PORTED_PROTOCOLS, Packet  # noqa: E402
-from compiler.tables import build_tables  # noqa: E402
-from compiler.validate import ipv4_frame  # noqa: E402
+from sealnet.compiler.build import compile_c, find_clang  # noqa: E402
+from sealnet.compiler.codegen import render  # noqa: E402
+from sealnet.compiler.frontend import compile_text  # noqa: E402
+from sealnet.compiler.ir import PORTED_PROTOCOLS, Packet  # noqa: E402
+from sealnet.compiler.tables import build_tables  # noqa: E402
+from sealnet.compiler.validate import ipv4_frame  # noqa: E402
 from gen_policy import generate  # noqa: E402
-from runtime import libbpf  # noqa: E402
+from sealnet.contracts import libbpf  # noqa: E402
 
 BASELINE_C = """
 #include <linux/bpf.h>

@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compiler.frontend import compile_text  # noqa: E402
+from sealnet.compiler.frontend import compile_text  # noqa: E402
 from gen_policy import generate  # noqa: E402
 
 
@@ -37,7 +37,7 @@ def main() -> None:
     print(f"rules={rules} lines={text.count(chr(10))}")
     print(f"parse+check: {front:.3f} s  ({front / base:.0f}x the 47-rule example at {base * 1000:.1f} ms)")
     try:
-        from compiler.verify import verify
+        from sealnet.compiler.verify import verify
     except ImportError:
         return
     full = timed(lambda: verify(policy), repeat=1)

@@ -30,12 +30,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from compiler.build import build_object  # noqa: E402
-from compiler.frontend import compile_text  # noqa: E402
-from runtime import node, seal_keys, seal_wire  # noqa: E402
-from runtime.libbpf import BpfObject  # noqa: E402
-from runtime.netns import Topology, popen, run, run_in_netns  # noqa: E402
-from runtime.packets import ETH, udp  # noqa: E402
+from sealnet.compiler.build import build_object  # noqa: E402
+from sealnet.compiler.frontend import compile_text  # noqa: E402
+from sealnet.runtime import node, seal_keys, seal_wire  # noqa: E402
+from sealnet.contracts.libbpf import BpfObject  # noqa: E402
+from sealnet.runtime.netns import Topology, popen, run, run_in_netns  # noqa: E402
+from sealnet.runtime.packets import ETH, udp  # noqa: E402
 
 SEALED = '''policy "bench" version 1
 domain a { tee tdx; nodes 198.18.0.1/32 }

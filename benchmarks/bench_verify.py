@@ -15,9 +15,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compiler.diff import diff  # noqa: E402
-from compiler.frontend import compile_text  # noqa: E402
-from compiler.verify import verify  # noqa: E402
+from sealnet.compiler.diff import diff  # noqa: E402
+from sealnet.compiler.frontend import compile_text  # noqa: E402
+from sealnet.compiler.verify import verify  # noqa: E402
 from gen_policy import generate  # noqa: E402
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
-from .ir import Span
+from sealnet.compiler.ir import Span
 
 
 @dataclass(frozen=True)

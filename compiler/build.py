@@ -16,9 +16,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .codegen import INCLUDE_DIR, render
-from .diagnostics import UserError
-from .ir import Policy
+from sealnet.compiler.codegen import INCLUDE_DIR, render
+from sealnet.contracts.errors import UserError
+from sealnet.compiler.ir import Policy
 
 MIN_CLANG = 15
 CLANG_NAMES = ("clang", "clang-19", "clang-20", "clang-18", "clang-17", "clang-16", "clang-15")

@@ -12,10 +12,10 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
-from . import ast
-from .cubes import EVERYTHING, NOTHING, match_complement, match_intersect, match_union
-from .diagnostics import Diagnostic, Note, Severity
-from .ir import (
+from sealnet.compiler import ast
+from sealnet.compiler.cubes import EVERYTHING, NOTHING, match_complement, match_intersect, match_union
+from sealnet.compiler.diagnostics import Diagnostic, Note, Severity
+from sealnet.compiler.ir import (
     PORTED_PROTOCOLS,
     PROTO_NUMBERS,
     Action,
@@ -37,7 +37,7 @@ from .ir import (
     normalize,
     prefix_interval,
 )
-from .parser import STATEMENT_KEYWORDS
+from sealnet.compiler.parser import STATEMENT_KEYWORDS
 
 UNDEFINED_NAME = "E101"
 DUPLICATE_NAME = "E102"

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
-from .diagnostics import UserError
+from sealnet.contracts.errors import UserError
 
 COMMANDS = ("lint", "fmt", "explain", "verify", "diff", "keygen", "compile", "inspect", "lsp")
 
@@ -36,18 +37,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Parse, run the chosen command, and turn a user's mistake into one line and exit 1."""
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except UserError as exc:
-        print(f"policyc: error: {exc}", file=sys.stderr)
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
+        # The reader went away (`| head`): exit quietly, and keep the
+        # interpreter from complaining again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":

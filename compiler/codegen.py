@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
-from .ir import Policy
-from .tables import TableSet, build_tables
+from sealnet.compiler.ir import Policy
+from sealnet.compiler.tables import TableSet, build_tables
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "bpf_templates"
+TEMPLATE_DIR = Path(str(resources.files("sealnet.bpf_templates")))
 INCLUDE_DIR = TEMPLATE_DIR / "include"
 MAIN_TEMPLATE = "datapath.bpf.c.j2"
 PROGRAMS = ("sealnet_egress", "sealnet_ingress")

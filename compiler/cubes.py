@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .ir import FULL_ADDR, FULL_PORT, FULL_PROTO, Cube, IntervalSet, Match, complement, intersect
+from sealnet.compiler.ir import FULL_ADDR, FULL_PORT, FULL_PROTO, Cube, IntervalSet, Match, complement, intersect
 
 _FIELDS = ("src", "dst", "proto", "dport")
 _MAXIMA = {"src": FULL_ADDR[0][1], "dst": FULL_ADDR[0][1], "proto": FULL_PROTO[0][1], "dport": FULL_PORT[0][1]}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from .ir import Span
+from sealnet.compiler.ir import Span
 
 
 class Severity(str, enum.Enum):
@@ -53,7 +53,3 @@ class PolicyError(Exception):
     def __init__(self, diagnostics: list[Diagnostic]):
         self.diagnostics = diagnostics
         super().__init__("; ".join(f"{d.span}: {d.message}" for d in diagnostics[:3]))
-
-
-class UserError(Exception):
-    """A one-line error about the user's input (file, flag, bundle): exit 1, no traceback."""

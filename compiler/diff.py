@@ -14,10 +14,10 @@ from typing import Any
 
 import z3
 
-from .ir import Action, Match, Packet, Policy
-from .regions import RegionMap, RuleIndex
-from .semantics import decide
-from .z3_encoding import Chain, PacketVars, action_of, in_intervals, match_pred
+from sealnet.compiler.ir import Action, Match, Packet, Policy
+from sealnet.compiler.regions import RegionMap, RuleIndex
+from sealnet.compiler.semantics import decide
+from sealnet.compiler.z3_encoding import Chain, PacketVars, action_of, in_intervals, match_pred
 
 # Distinct regions looked for in one bucket before moving on: a bound on
 # solver work for wholesale rewrites, reported when reached.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .ir import ADDR_MAX, FULL_ADDR, complement, FULL_PORT, FULL_PROTO, PROTO_NAMES, Cube, IntervalSet, Policy, interval_prefixes
+from sealnet.compiler.ir import ADDR_MAX, FULL_ADDR, complement, FULL_PORT, FULL_PROTO, PROTO_NAMES, Cube, IntervalSet, Policy, interval_prefixes
 
 
 def addresses_text(intervals: IntervalSet) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .diagnostics import Diagnostic, Note, Severity
-from .ir import Packet, Span
+from sealnet.compiler.diagnostics import Diagnostic, Note, Severity
+from sealnet.compiler.ir import Packet, Span
 
 # Stable diagnostic codes of the verifier's findings (docs/diagnostics.md).
 CODES = {

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import ast
-from .parser import parse
+from sealnet.compiler import ast
+from sealnet.compiler.parser import parse
 
 INDENT = "  "
 MAX_WIDTH = 100

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from .checker import check
-from .diagnostics import Diagnostic, Severity
-from .ir import Policy
-from .output import read_source
-from .parser import parse
+import os
+
+from sealnet.compiler.checker import check
+from sealnet.compiler.diagnostics import Diagnostic, Severity
+from sealnet.compiler.ir import Policy
+from sealnet.compiler.output import read_source
+from sealnet.compiler.parser import parse
+from sealnet.contracts.errors import UserError
 
 # Larger inputs are refused before parsing: no policy is this big, and a
 # multi-gigabyte file would only exhaust memory.
@@ -22,18 +25,20 @@ def compile_text(text: str, file: str = "<input>") -> tuple[Policy | None, list[
     return policy, diagnostics + checked
 
 
-def load_policy(path: str) -> tuple[Policy | None, list[Diagnostic]]:
-    """Read and compile a policy file; unreadable files raise UserError."""
-    from .diagnostics import UserError
-    import os
-
+def read_policy(path: str) -> str:
+    """A policy file's text; an unreadable or oversized file raises UserError."""
     try:
-        size = os.path.getsize(path)
+        size = os.path.getsize(path) if os.path.isfile(path) else 0
     except OSError:
         size = 0
     if size > MAX_POLICY_BYTES:
-        raise UserError(f"{path}: {size} bytes is larger than the {MAX_POLICY_BYTES // (1024 * 1024)} MiB a policy may be")
-    return compile_text(read_source(path), path)
+        raise UserError(f"{path}: {size} bytes is larger than the {MAX_POLICY_BYTES >> 20} MiB a policy may be")
+    return read_source(path)
+
+
+def load_policy(path: str) -> tuple[Policy | None, list[Diagnostic]]:
+    """Read and compile a policy file; unreadable files raise UserError."""
+    return compile_text(read_policy(path), path)
 
 
 def has_errors(diagnostics: list[Diagnostic]) -> bool:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
-from .diagnostics import Diagnostic, Severity
-from .frontend import compile_text
+from sealnet.compiler.diagnostics import Diagnostic, Severity
+from sealnet.compiler.frontend import compile_text
 
 SERVER_NAME = "policyc"
 _SEVERITY = {

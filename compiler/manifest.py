@@ -1,43 +1,13 @@
-"""The bundle manifest: what the node, the control plane and a reviewer need to know.
-
-Canonical bytes are JSON with sorted keys, no whitespace and ASCII only, so
-the same manifest always hashes the same.
-"""
+"""Build a bundle manifest (format: `sealnet.contracts.manifest`) from a checked policy."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from typing import Any
 
-from .ir import Policy
-
-MANIFEST_FORMAT = 1
-CIPHER_SUITES = ("aes-ccm",)  # what the data plane implements; chacha20-poly1305 is not built yet
-AES_IMPLEMENTATIONS = ("aes-fixed-time", "aes-generic")  # constant time by default
-
-
-def canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-
-
-def map_layouts(object_bytes: bytes) -> list[dict[str, Any]]:
-    """Map definitions as libbpf reads them from the object (no kernel needed)."""
-    from runtime.libbpf import BpfObject
-
-    with BpfObject.open_memory(object_bytes, "sealnet_manifest") as obj:
-        return sorted(
-            ({"name": m.name, "type": int(m.type), "key_size": m.key_size, "value_size": m.value_size,
-              "max_entries": m.max_entries} for m in obj.maps()),
-            key=lambda m: m["name"])
-
-
-def program_sections(object_bytes: bytes) -> list[dict[str, str]]:
-    from runtime.libbpf import BpfObject
-
-    with BpfObject.open_memory(object_bytes, "sealnet_manifest") as obj:
-        return sorted(({"name": p.name, "section": p.section} for p in obj.programs()), key=lambda p: p["name"])
+from sealnet.compiler.ir import Policy
+from sealnet.contracts.manifest import MANIFEST_FORMAT, canonical, map_layouts, program_sections
 
 
 def build_manifest(policy: Policy, object_bytes: bytes, tables: Any, *, clang_version: str,

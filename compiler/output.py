@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from typing import TextIO
+
+from sealnet.contracts.errors import UserError
 
 _CODES = {
     "red": "31", "green": "32", "yellow": "33", "blue": "34",
@@ -29,8 +32,6 @@ def paint(text: str, *styles: str, enabled: bool) -> str:
 
 def read_source(path: str) -> str:
     """Read a policy file as UTF-8 or raise a one-line UserError."""
-    from .diagnostics import UserError
-
     try:
         with open(path, "rb") as fh:
             data = fh.read()
@@ -52,10 +53,6 @@ def read_source(path: str) -> str:
 
 def write_atomically(path: str, data: bytes, mode: int | None = None) -> None:
     """Replace `path` with `data` in one rename: readers never see half a file."""
-    import tempfile
-
-    from .diagnostics import UserError
-
     directory = os.path.dirname(os.path.abspath(path)) or "."
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".policyc-")

@@ -16,9 +16,9 @@ from typing import Iterable
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from . import ast
-from .diagnostics import Diagnostic, Severity
-from .ir import Span
+from sealnet.compiler import ast
+from sealnet.compiler.diagnostics import Diagnostic, Severity
+from sealnet.compiler.ir import Span
 
 SYNTAX_ERROR = "E001"
 LEXICAL_ERROR = "E002"
@@ -44,7 +44,7 @@ _TERMINAL_WORDS = {
 
 @lru_cache(maxsize=None)
 def _grammar_text() -> str:
-    return resources.files("grammar").joinpath("policy.lark").read_text(encoding="utf-8")
+    return resources.files("sealnet.grammar").joinpath("policy.lark").read_text(encoding="utf-8")
 
 
 @lru_cache(maxsize=None)

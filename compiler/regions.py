@@ -15,7 +15,7 @@ import bisect
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .ir import ADDR_MAX, PORTED_PROTOCOLS, IntervalSet, Match, Packet, Policy, Rule, contains
+from sealnet.compiler.ir import ADDR_MAX, PORTED_PROTOCOLS, IntervalSet, Match, Packet, Policy, Rule, contains
 
 
 @dataclass(frozen=True)

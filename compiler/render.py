@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from .diagnostics import Diagnostic, Severity
-from .output import paint
+from sealnet.compiler.diagnostics import Diagnostic, Severity
+from sealnet.compiler.output import paint
 
 _STYLE = {Severity.ERROR: ("red", "bold"), Severity.WARNING: ("yellow", "bold"), Severity.INFO: ("cyan", "bold")}
 

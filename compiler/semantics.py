@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .ir import Action, Domain, Packet, Policy, Rule
+from sealnet.compiler.ir import Action, Domain, Packet, Policy, Rule
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import bisect
 import heapq
 from dataclasses import dataclass
 
-from .ir import ADDR_MAX, Action, Cube, IntervalSet, Packet, Policy
+from sealnet.compiler.ir import ADDR_MAX, Action, Cube, IntervalSet, Packet, Policy
 
 KEY_MAX = (0xFF << 16) | 0xFFFF  # proto << 16 | dport
 MAX_RULES = 0xFFFF  # rule indices are stored as u16 (the last value is the default)

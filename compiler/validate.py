@@ -18,8 +18,10 @@ import struct
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from .codegen import PROGRAMS, RULE_NONE, VERDICTS
-from .ir import (
+import z3
+
+from sealnet.compiler.codegen import PROGRAMS, RULE_NONE, VERDICTS
+from sealnet.compiler.ir import (
     ADDR_MAX,
     PORT_MAX,
     PORTED_PROTOCOLS,
@@ -31,7 +33,9 @@ from .ir import (
     Packet,
     Policy,
 )
-from .semantics import decide
+from sealnet.compiler.semantics import decide
+from sealnet.compiler.z3_encoding import PacketVars, match_pred
+from sealnet.contracts import libbpf
 
 TC_ACT_OK = 0
 TC_ACT_SHOT = 2
@@ -195,49 +199,24 @@ def z3_witnesses(policy: Policy, *, max_rules: int = 400, timeout_ms: int = 2000
     unsat); rules beyond max_rules are not attempted (large policies rely on
     the boundary and random packets).
     """
-    import z3
-
-    src, dst = z3.BitVec("src", 32), z3.BitVec("dst", 32)
-    proto, dport = z3.BitVec("proto", 8), z3.BitVec("dport", 16)
-
-    def field_in(var: z3.BitVecRef, intervals: tuple[tuple[int, int], ...], maximum: int) -> z3.BoolRef:
-        if intervals == ((0, maximum),):
-            return z3.BoolVal(True)
-        return z3.Or([z3.And(z3.UGE(var, lo), z3.ULE(var, hi)) for lo, hi in intervals])
-
-    def matches(cubes: tuple[Cube, ...]) -> z3.BoolRef:
-        return z3.Or(
-            [
-                z3.And(
-                    field_in(src, c.src, ADDR_MAX),
-                    field_in(dst, c.dst, ADDR_MAX),
-                    field_in(proto, c.proto, 0xFF),
-                    field_in(dport, c.dport, PORT_MAX),
-                )
-                for c in cubes
-            ]
-        )
-
-    # The packet model: portless protocols carry dport 0.
-    model_ok = z3.Or(z3.Or(proto == PROTO_TCP, proto == PROTO_UDP), dport == 0)
+    p = PacketVars.fresh()
     solver = z3.Solver()
     solver.set("timeout", timeout_ms)
-    solver.add(model_ok)
+    solver.add(p.well_formed())
     packets: list[Packet] = []
     unreachable: list[str] = []
     for rule in policy.rules[:max_rules]:
         solver.push()
-        solver.add(matches(rule.match.cubes))
+        matched = match_pred(p, rule.match)
+        solver.add(matched)
         result = solver.check()
         if result == z3.sat:
-            m = solver.model()
-            value = lambda v: m.eval(v, model_completion=True).as_long()  # noqa: E731
-            packets.append(_packet(value(src), value(dst), value(proto), value(dport)))
+            packets.append(p.packet(solver.model()))
         elif result == z3.unsat:
             unreachable.append(rule.name)
         solver.pop()
         # Later rules are decided only where this one does not match.
-        solver.add(z3.Not(matches(rule.match.cubes)))
+        solver.add(z3.Not(matched))
     return packets, unreachable
 
 
@@ -262,8 +241,6 @@ class LoadedDatapath:
     """A loaded data-plane object and a way to read what it decided."""
 
     def __init__(self, object_bytes: bytes, name: str = "sealnet") -> None:
-        from runtime import libbpf
-
         self.obj = libbpf.BpfObject.open_memory(object_bytes, name)
         self.obj.load()
         self.last = self.obj.map("last_decision")
@@ -348,7 +325,7 @@ def validate(
 ) -> ValidationReport:
     """Run the compiled object in the kernel against the reference semantics.
 
-    Needs root and BPF; raises runtime.libbpf.LibbpfError when the kernel
+    Needs root and BPF; raises sealnet.contracts.libbpf.LibbpfError when the kernel
     refuses the object.
     """
     packets, n_witness, unreachable = validation_packets(policy, random_count=random_count, seed=seed)

@@ -35,13 +35,13 @@ from dataclasses import dataclass, field, replace
 
 import z3
 
-from .cubes import cube_intersect, match_intersect, match_subtract
-from .diagnostics import Note, Severity
-from .findings import Finding, Proved, findings_to_diagnostics  # noqa: F401  (re-exported for lint)
-from .ir import Action, AssertKind, Cube, Match, Packet, Policy, Rule
-from .regions import RuleIndex, a_point
-from .semantics import decide
-from .z3_encoding import ACTION_CODES, Chain, PacketVars, action_of, match_pred
+from sealnet.compiler.cubes import cube_intersect, match_intersect, match_subtract
+from sealnet.compiler.diagnostics import Note, Severity
+from sealnet.compiler.findings import Finding, Proved, findings_to_diagnostics  # noqa: F401  (re-exported for lint)
+from sealnet.compiler.ir import Action, AssertKind, Cube, Match, Packet, Policy, Rule
+from sealnet.compiler.regions import RuleIndex, a_point
+from sealnet.compiler.semantics import decide
+from sealnet.compiler.z3_encoding import ACTION_CODES, Chain, PacketVars, action_of, match_pred
 
 # Up to this many rules, witnesses are checked with the plain first-match
 # scan of semantics.decide; above it with the region index (same semantics,

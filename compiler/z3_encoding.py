@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import z3
 
-from .ir import ADDR_BITS, PORTED_PROTOCOLS, Action, Cube, IntervalSet, Match, Packet, Rule
+from sealnet.compiler.ir import ADDR_BITS, PORTED_PROTOCOLS, Action, Cube, IntervalSet, Match, Packet, Rule
 
 ACTION_CODES = {Action.DENY: 0, Action.ALLOW: 1, Action.SEAL: 2}
 CODE_ACTIONS = {v: k for k, v in ACTION_CODES.items()}

@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from compiler.cli import register_commands
-from compiler.diagnostics import UserError
+from sealnet.compiler.cli import register_commands, run
 
 COMMANDS = ("node",)
 
@@ -26,14 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except UserError as exc:
-        print(f"sealnet: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -18,11 +18,11 @@ import fcntl
 import os
 import socket
 import struct
-from contextlib import nullcontext
-from dataclasses import dataclass
-from typing import ContextManager, Mapping
 
-from runtime.netns import enter
+from dataclasses import dataclass
+from typing import Mapping
+
+from sealnet.runtime.netns import enter, entered
 
 __all__ = [
     "OFFLOADS",
@@ -147,10 +147,6 @@ class Feature:
     never_changed: bool
 
 
-def _ns(netns: str | None) -> ContextManager[object]:
-    return enter(netns) if netns is not None else nullcontext()
-
-
 def _feature_names(ifname: str) -> list[str]:
     class _SsetInfo(ctypes.Structure):
         _fields_ = [("cmd", ctypes.c_uint32), ("reserved", ctypes.c_uint32),
@@ -195,13 +191,13 @@ def _features(ifname: str) -> dict[str, Feature]:
 
 def features(ifname: str, *, netns: str | None = None) -> dict[str, Feature]:
     """The device's named features, as `ethtool -k` lists them."""
-    with _ns(netns):
+    with entered(netns):
         return _features(ifname)
 
 
 def set_features(ifname: str, wanted: Mapping[str, bool], *, netns: str | None = None) -> None:
     """Set named features and verify the kernel's active state matches."""
-    with _ns(netns):
+    with entered(netns):
         current = _features(ifname)
         unknown = sorted(set(wanted) - set(current))
         if unknown:

@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import ethtool
-from .netns import get_mtu, iproute
+from sealnet.runtime import ethtool
+from sealnet.runtime.netns import get_mtu, iproute
 
 SEAL_OVERHEAD = 32  # 16-byte seal header + 16-byte tag (docs/wire-format.md)
 RTAX_MTU = "RTAX_MTU"

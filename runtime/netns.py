@@ -19,10 +19,10 @@ import os
 import secrets
 import subprocess
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, ContextManager, Iterator, Sequence, TypeVar
 
 from pyroute2 import IPRoute
 from pyroute2 import netns as _pr_netns
@@ -130,6 +130,11 @@ def _setns(fd: int, what: str) -> None:
     if _libc.setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
         raise NetnsError(f"setns into {what}: {os.strerror(err)}", err)
+
+
+def entered(name: str | None) -> ContextManager[object]:
+    """`enter(name)`, or stay where we are when name is None (the host namespace)."""
+    return enter(name) if name is not None else nullcontext()
 
 
 @contextmanager

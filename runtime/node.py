@@ -18,9 +18,9 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import interface, seal_keys
-from .libbpf import BpfObject, Map, attach_tc, detach_tc, get_pinned, pin_fd, query_tc
-from .netns import ifindex
+from sealnet.runtime import interface, seal_keys
+from sealnet.contracts.libbpf import BpfObject, Map, attach_tc, detach_tc, get_pinned, pin_fd, query_tc
+from sealnet.runtime.netns import entered, ifindex
 
 BPFFS = "/sys/fs/bpf"
 PIN_ROOT = os.path.join(BPFFS, "sealnet")
@@ -144,9 +144,10 @@ def load_object(object_bytes: bytes, *, iface: str, netns: str | None, measureme
         change = interface.InterfaceChange.from_json(previous.interface_change) if previous \
             else interface.prepare(iface, netns)
         try:
-            for name, prog in programs.items():
-                attach_tc(prog.fd, index, ingress=(name == INGRESS), priority=TC_PRIORITY,
-                          handle=TC_HANDLE, replace=True, netns=netns)
+            with entered(netns):
+                for name, prog in programs.items():
+                    attach_tc(prog.fd, index, ingress=(name == INGRESS), priority=TC_PRIORITY,
+                              handle=TC_HANDLE, replace=True)
         except Exception:
             if previous is None:
                 interface.restore(change)
@@ -200,9 +201,10 @@ def unload(iface: str, netns: str | None) -> list[str]:
         index = None
         problems.append(f"{iface}: {exc}")
     if index is not None:
-        for ingress in (False, True):
-            if query_tc(index, ingress, TC_PRIORITY, TC_HANDLE, netns=netns) is not None:
-                detach_tc(index, ingress, TC_PRIORITY, TC_HANDLE, netns=netns)
+        with entered(netns):
+            for ingress in (False, True):
+                if query_tc(index, ingress, TC_PRIORITY, TC_HANDLE) is not None:
+                    detach_tc(index, ingress, TC_PRIORITY, TC_HANDLE)
     if state is None:
         if index is None:
             raise NodeError(f"nothing is loaded on {iface}")
@@ -216,5 +218,6 @@ def unload(iface: str, netns: str | None) -> list[str]:
 
 def attached_program_ids(iface: str, netns: str | None) -> dict[str, int | None]:
     index = ifindex(iface, netns)
-    return {EGRESS: query_tc(index, False, TC_PRIORITY, TC_HANDLE, netns=netns),
-            INGRESS: query_tc(index, True, TC_PRIORITY, TC_HANDLE, netns=netns)}
+    with entered(netns):
+        return {EGRESS: query_tc(index, False, TC_PRIORITY, TC_HANDLE),
+                INGRESS: query_tc(index, True, TC_PRIORITY, TC_HANDLE)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from .seal_wire import Ipv4View, internet_checksum, l4_checksum
+from sealnet.runtime.seal_wire import Ipv4View, internet_checksum, l4_checksum
 
 ETH = bytes.fromhex("020000000002" "020000000001") + b"\x08\x00"  # any unicast pair, IPv4
 

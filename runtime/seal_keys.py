@@ -23,8 +23,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from .libbpf import Map, run_syscall_fd
-from .seal_wire import PAIR_KEY_LEN, direction_key
+from sealnet.contracts.libbpf import Map, run_syscall_fd
+from sealnet.runtime.seal_wire import PAIR_KEY_LEN, direction_key
 
 KEY_FILE_FORMAT = 1
 MAX_SENDER = 0xFFFFFFFF

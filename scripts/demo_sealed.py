@@ -17,11 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from compiler.cli import main as policyc  # noqa: E402
-from runtime import node  # noqa: E402
-from runtime.cli import main as sealnet  # noqa: E402
-from runtime.netns import Topology, run_in_netns  # noqa: E402
-from runtime.seal_keys import format_key_file  # noqa: E402
+from sealnet.compiler.cli import main as policyc  # noqa: E402
+from sealnet.runtime import node  # noqa: E402
+from sealnet.runtime.cli import main as sealnet  # noqa: E402
+from sealnet.runtime.netns import Topology, run_in_netns  # noqa: E402
+from sealnet.runtime.seal_keys import format_key_file  # noqa: E402
 
 POLICY = '''policy "demo" version 1
 domain hospital { tee sev-snp; nodes 198.18.0.1/32 }

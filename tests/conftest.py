@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import pytest
 
 if TYPE_CHECKING:
-    from runtime.netns import Topology
+    from sealnet.runtime.netns import Topology
 
 REQUIRE_KERNEL_ENV = "SEALNET_REQUIRE_KERNEL"
 CLANG = os.environ.get("SEALNET_CLANG", "clang-19")
@@ -40,7 +40,7 @@ def _probe_kernel() -> str | None:
     if os.geteuid() != 0:
         return "kernel test needs root (euid is %d)" % os.geteuid()
     try:
-        from runtime import libbpf
+        from sealnet.contracts import libbpf
 
         with libbpf.create_map(libbpf.MapType.ARRAY, 4, 8, 1, "sn_probe") as m:
             m.update(b"\0\0\0\0", (1).to_bytes(8, "little"))
@@ -49,7 +49,7 @@ def _probe_kernel() -> str | None:
     except Exception as exc:  # any failure here means "no usable BPF"
         return f"bpf() syscall unusable: {exc}"
     try:
-        from runtime import netns
+        from sealnet.runtime import netns
 
         name = netns.unique_name("sn-probe-")
         netns.create_netns(name)
@@ -87,8 +87,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.fixture
 def topology() -> Iterator["Topology"]:
-    """A fresh runtime.netns.Topology, torn down after the test (also on failure)."""
-    from runtime import netns
+    """A fresh sealnet.runtime.netns.Topology, torn down after the test (also on failure)."""
+    from sealnet.runtime import netns
 
     topo = netns.Topology()
     try:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from compiler.frontend import compile_text
-from compiler.ir import Policy
+from sealnet.compiler.frontend import compile_text
+from sealnet.compiler.ir import Policy
 
 HEADER = 'policy "t" version 1\n'
 DOMAINS = (

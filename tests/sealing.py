@@ -6,12 +6,12 @@ import itertools
 import os
 from dataclasses import dataclass, field
 
-from compiler.build import build_object
-from compiler.codegen import VERDICTS
+from sealnet.compiler.build import build_object
+from sealnet.compiler.codegen import VERDICTS
 from policies import compile_ok
-from runtime import node, seal_keys, seal_wire
-from runtime.packets import ETH
-from runtime.libbpf import BpfObject
+from sealnet.runtime import node, seal_keys, seal_wire
+from sealnet.runtime.packets import ETH
+from sealnet.contracts.libbpf import BpfObject
 
 SEAL_POLICY = '''policy "sealtest" version 1
 domain a { tee tdx; nodes 198.18.0.1/32 }

@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from compiler import bundle as B
-from compiler.build import build_object, find_clang
-from compiler.cli import main
-from compiler.codegen import render
-from compiler.manifest import build_manifest, canonical
-from compiler.measure import measure
-from compiler.tables import build_tables
+from sealnet.contracts import bundle as B
+from sealnet.compiler.build import build_object, find_clang
+from sealnet.compiler.cli import main
+from sealnet.compiler.codegen import render
+from sealnet.compiler.manifest import build_manifest
+from sealnet.contracts.manifest import canonical
+from sealnet.contracts.measure import measure
+from sealnet.compiler.tables import build_tables
 from policies import compile_ok
 
 ROOT = Path(__file__).resolve().parent.parent

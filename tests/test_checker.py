@@ -6,8 +6,8 @@ import ipaddress
 
 import pytest
 
-from compiler.ir import PROTO_ICMP, PROTO_TCP, PROTO_UDP, Action, Packet
-from compiler.semantics import decide
+from sealnet.compiler.ir import PROTO_ICMP, PROTO_TCP, PROTO_UDP, Action, Packet
+from sealnet.compiler.semantics import decide
 
 from policies import DOMAINS, HEADER, codes, compile_ok
 
@@ -58,7 +58,7 @@ def test_keyword_as_name_is_rejected() -> None:
 
 
 def test_codes_are_reported_with_spans_and_hints() -> None:
-    from compiler.frontend import compile_text
+    from sealnet.compiler.frontend import compile_text
 
     text = HEADER + DOMAINS + "rule r: allow from a to bb\n"
     _, (diag,) = compile_text(text, "t.policy")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from compiler.cli import main
+from sealnet.compiler.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(str(p) for p in (ROOT / "examples").glob("*.policy"))
@@ -106,6 +106,6 @@ def test_explain_tables(capsys) -> None:
 
 
 def test_console_script_runs() -> None:
-    out = subprocess.run([sys.executable, "-m", "compiler.cli", "lint", "--no-verify", *EXAMPLES],
+    out = subprocess.run([sys.executable, "-m", "sealnet.compiler.cli", "lint", "--no-verify", *EXAMPLES],
                          capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode == 0, out.stderr

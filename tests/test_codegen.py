@@ -11,13 +11,13 @@ import random
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from compiler.build import SOURCE_NAME, build_object, compile_c, find_clang
-from compiler.codegen import render
-from compiler.diagnostics import UserError
-from compiler.ir import ADDR_MAX, PORT_MAX, Packet
-from compiler.semantics import decide
-from compiler.tables import build_tables
-from compiler.validate import boundary_packets, random_packets
+from sealnet.compiler.build import SOURCE_NAME, build_object, compile_c, find_clang
+from sealnet.compiler.codegen import render
+from sealnet.contracts.errors import UserError
+from sealnet.compiler.ir import ADDR_MAX, PORT_MAX, Packet
+from sealnet.compiler.semantics import decide
+from sealnet.compiler.tables import build_tables
+from sealnet.compiler.validate import boundary_packets, random_packets
 from policies import DOMAINS, HEADER, compile_ok
 from strategies import policies
 

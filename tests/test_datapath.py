@@ -9,11 +9,11 @@ import struct
 
 import pytest
 
-from compiler.build import build_object
-from compiler.codegen import PROGRAMS, RULE_NONE
-from compiler.ir import Packet
-from compiler.validate import TC_ACT_OK, TC_ACT_SHOT, LoadedDatapath, ipv4_frame
-from runtime.libbpf import LibbpfError
+from sealnet.compiler.build import build_object
+from sealnet.compiler.codegen import PROGRAMS, RULE_NONE
+from sealnet.compiler.ir import Packet
+from sealnet.compiler.validate import TC_ACT_OK, TC_ACT_SHOT, LoadedDatapath, ipv4_frame
+from sealnet.contracts.libbpf import LibbpfError
 from policies import DOMAINS, HEADER, compile_ok
 
 pytestmark = pytest.mark.kernel

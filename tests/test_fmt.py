@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from compiler.formatter import FormatError, format_text
-from compiler.frontend import compile_text
-from compiler.parser import parse
+from sealnet.compiler.formatter import FormatError, format_text
+from sealnet.compiler.frontend import compile_text
+from sealnet.compiler.parser import parse
 from policies import semantic_key
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compiler.diagnostics import Severity
-from compiler.frontend import compile_text
-from compiler.render import render_all
+from sealnet.compiler.diagnostics import Severity
+from sealnet.compiler.frontend import compile_text
+from sealnet.compiler.render import render_all
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = [p.read_text() for p in sorted((ROOT / "examples").glob("*.policy"))]

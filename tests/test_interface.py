@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from runtime import ethtool, interface
-from runtime.netns import run, run_in_netns
+from sealnet.runtime import ethtool, interface
+from sealnet.runtime.netns import run, run_in_netns
 
 IP_MTU_DISCOVER = 10  # <linux/in.h>
 IP_PMTUDISC_DO = 2
@@ -21,7 +21,7 @@ def _routes(netns: str) -> str:
 
 
 def _gso_max_segs(iface: str, netns: str) -> int:
-    from runtime.netns import iproute
+    from sealnet.runtime.netns import iproute
 
     with iproute(netns) as ipr:
         return int(ipr.get_links(ipr.link_lookup(ifname=iface)[0])[0].get_attr("IFLA_GSO_MAX_SEGS"))

@@ -1,4 +1,4 @@
-"""runtime.libbpf against the real kernel, libbpf.so.1 and clang-19.
+"""sealnet.contracts.libbpf against the real kernel, libbpf.so.1 and clang-19.
 
 Cost: about 2-3 s in total (three clang compiles, a few loads, one veth pair).
 """
@@ -19,8 +19,8 @@ from typing import Callable
 
 import pytest
 
-from runtime import libbpf
-from runtime import netns as nsmod
+from sealnet.contracts import libbpf
+from sealnet.runtime import netns as nsmod
 
 TC_ACT_OK = 0
 TC_ACT_SHOT = 2
@@ -394,12 +394,12 @@ def test_tc_ingress_drops_real_traffic_in_netns(classifier: libbpf.BpfObject, to
     stats = classifier.map("stats")
     idx_b = veth.ifindex_b()
 
-    att = libbpf.attach_tc(prog.fd, idx_b, ingress=True, priority=1, handle=1, netns=ns_b)
+    att = nsmod.run_in_netns(ns_b, lambda: libbpf.attach_tc(prog.fd, idx_b, ingress=True, priority=1, handle=1))
     assert att.prog_id == prog.info().id
-    assert libbpf.query_tc(idx_b, True, 1, 1, netns=ns_b) == att.prog_id
-    assert libbpf.query_tc(idx_b, False, 1, 1, netns=ns_b) is None  # egress untouched
+    assert nsmod.run_in_netns(ns_b, libbpf.query_tc, idx_b, True, 1, 1) == att.prog_id
+    assert nsmod.run_in_netns(ns_b, libbpf.query_tc, idx_b, False, 1, 1) is None  # egress untouched
     with pytest.raises(libbpf.LibbpfError) as dup:  # same slot twice without replace
-        libbpf.attach_tc(prog.fd, idx_b, ingress=True, netns=ns_b)
+        nsmod.run_in_netns(ns_b, lambda: libbpf.attach_tc(prog.fd, idx_b, ingress=True))
     assert dup.value.errno == errno.EEXIST
 
     dropped_sock = nsmod.run_in_netns(ns_b, _bind_udp, veth.ip_b, 9)
@@ -412,13 +412,13 @@ def test_tc_ingress_drops_real_traffic_in_netns(classifier: libbpf.BpfObject, to
         assert _drain(dropped_sock, 1, deadline_s=0.2) == 0
         assert stats.sum_percpu_u64(_zero_key(STAT_SEEN)) >= 25  # plus ARP/ND
 
-        libbpf.detach_tc(idx_b, True, 1, 1, netns=ns_b)
-        assert libbpf.query_tc(idx_b, True, 1, 1, netns=ns_b) is None
+        nsmod.run_in_netns(ns_b, libbpf.detach_tc, idx_b, True, 1, 1)
+        assert nsmod.run_in_netns(ns_b, libbpf.query_tc, idx_b, True, 1, 1) is None
         nsmod.run_in_netns(ns_a, _udp_burst, veth.ip_b, 9, 3)
         assert _drain(dropped_sock, 3) == 3
         assert stats.sum_percpu_u64(_zero_key(STAT_DROPPED)) == 20
-        libbpf.destroy_clsact(idx_b, netns=ns_b)
-        libbpf.destroy_clsact(idx_b, netns=ns_b)  # idempotent
+        nsmod.run_in_netns(ns_b, libbpf.destroy_clsact, idx_b)
+        nsmod.run_in_netns(ns_b, libbpf.destroy_clsact, idx_b)  # idempotent
     finally:
         dropped_sock.close()
         passed_sock.close()

@@ -24,7 +24,7 @@ rule r1: allow from a to a
 class Client:
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "compiler.cli", "lsp"],
+            [sys.executable, "-m", "sealnet.compiler.cli", "lsp"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         )
         self.next_id = 1

@@ -1,4 +1,4 @@
-"""runtime.netns and runtime.ethtool against the real kernel; state is read back
+"""sealnet.runtime.netns and sealnet.runtime.ethtool against the real kernel; state is read back
 with iproute2/ethtool (an independent implementation) where it matters.
 
 Cost: about 1-2 s in total.
@@ -12,8 +12,8 @@ import socket
 
 import pytest
 
-from runtime import ethtool
-from runtime import netns as nsmod
+from sealnet.runtime import ethtool
+from sealnet.runtime import netns as nsmod
 
 pytestmark = pytest.mark.kernel
 

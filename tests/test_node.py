@@ -6,10 +6,10 @@ import socket
 
 import pytest
 
-from compiler.build import build_object
-from runtime import node
-from runtime.libbpf import BpfLoadError, Map, get_pinned
-from runtime.netns import run_in_netns
+from sealnet.compiler.build import build_object
+from sealnet.runtime import node
+from sealnet.contracts.libbpf import BpfLoadError, Map, get_pinned
+from sealnet.runtime.netns import run_in_netns
 from policies import compile_ok
 
 pytestmark = pytest.mark.kernel
@@ -90,8 +90,8 @@ def test_load_enforces_replaces_and_unloads(topology, state_dir) -> None:
 
 
 def test_sealnet_node_cli_refuses_bad_bundles_and_keeps_the_running_program(topology, state_dir, tmp_path, capsys) -> None:
-    from compiler.cli import main as policyc
-    from runtime.cli import main as sealnet
+    from sealnet.compiler.cli import main as policyc
+    from sealnet.runtime.cli import main as sealnet
 
     ns_a, ns_b, veth = topology.pair("198.18.0.4/30")
     policy = tmp_path / "n.policy"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from compiler import ast
-from compiler.parser import parse
+from sealnet.compiler import ast
+from sealnet.compiler.parser import parse
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from compiler.frontend import compile_text
-from compiler.render import render_all
+from sealnet.compiler.frontend import compile_text
+from sealnet.compiler.render import render_all
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 
-from compiler.formatter import format_text
-from compiler.frontend import compile_text
+from sealnet.compiler.formatter import format_text
+from sealnet.compiler.frontend import compile_text
 from policies import semantic_key
 from strategies import policies
 

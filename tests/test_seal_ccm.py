@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
-from runtime.libbpf import BpfObject
+from sealnet.contracts.libbpf import BpfObject
 
 pytestmark = pytest.mark.kernel
 

@@ -13,8 +13,8 @@ import random
 
 import pytest
 
-from runtime import seal_keys, seal_wire
-from runtime.packets import ETH, checksums_valid, icmp_echo, tcp, udp
+from sealnet.runtime import seal_keys, seal_wire
+from sealnet.runtime.packets import ETH, checksums_valid, icmp_echo, tcp, udp
 from sealing import ADDR, TC_ACT_OK, TC_ACT_SHOT, SealedDatapath, counted, pair_key
 
 pytestmark = pytest.mark.kernel

@@ -22,12 +22,12 @@ from typing import Iterator
 
 import pytest
 
-from compiler.build import build_object
-from compiler.codegen import VERDICTS
+from sealnet.compiler.build import build_object
+from sealnet.compiler.codegen import VERDICTS
 from policies import compile_ok
-from runtime import node, seal_keys, seal_wire
-from runtime.libbpf import Map, get_pinned
-from runtime.netns import popen, run, run_in_netns
+from sealnet.runtime import node, seal_keys, seal_wire
+from sealnet.contracts.libbpf import Map, get_pinned
+from sealnet.runtime.netns import popen, run, run_in_netns
 from sealing import fresh_sender, key_file_text, pair_key
 
 pytestmark = pytest.mark.kernel
@@ -368,8 +368,8 @@ def _inject(iface: str, frames: list[bytes]) -> None:
 
 
 def test_sealnet_cli_loads_with_keys_rotates_and_refuses_bad_key_files(topology, state_dir, tmp_path, capsys) -> None:
-    from compiler.cli import main as policyc
-    from runtime.cli import main as sealnet
+    from sealnet.compiler.cli import main as policyc
+    from sealnet.runtime.cli import main as sealnet
 
     ns_a, ns_b, veth = topology.pair("198.18.0.0/30")
     policy, auth, bundle = tmp_path / "e2e.policy", tmp_path / "auth.key", tmp_path / "e2e.bundle"

@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from runtime import seal_keys, seal_wire
+from sealnet.runtime import seal_keys, seal_wire
 
 KEY = "11" * 32
 NEXT = "22" * 32

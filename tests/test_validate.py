@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from compiler.build import build_object
-from compiler.frontend import load_policy
-from compiler.ir import Packet
-from compiler.validate import validate
+from sealnet.compiler.build import build_object
+from sealnet.compiler.frontend import load_policy
+from sealnet.compiler.ir import Packet
+from sealnet.compiler.validate import validate
 from policies import DOMAINS, HEADER, compile_ok
 from strategies import policies
 

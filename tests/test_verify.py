@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from compiler.cli import main
-from compiler.semantics import decide
-from compiler.verify import verify
+from sealnet.compiler.cli import main
+from sealnet.compiler.semantics import decide
+from sealnet.compiler.verify import verify
 from policies import DOMAINS, HEADER, compile_ok
 
 

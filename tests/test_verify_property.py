@@ -13,10 +13,10 @@ import itertools
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compiler.diff import diff
-from compiler.ir import PORTED_PROTOCOLS, Action, AssertKind, Cube, Match, Packet
-from compiler.semantics import decide
-from compiler.verify import verify
+from sealnet.compiler.diff import diff
+from sealnet.compiler.ir import PORTED_PROTOCOLS, Action, AssertKind, Cube, Match, Packet
+from sealnet.compiler.semantics import decide
+from sealnet.compiler.verify import verify
 from policies import compile_ok
 
 BASE = (198 << 24) | (18 << 16)

@@ -6,11 +6,12 @@ import json
 import sys
 from dataclasses import dataclass, field
 
-from ..diagnostics import Diagnostic, Severity, UserError
-from ..frontend import MAX_POLICY_BYTES
-from ..ir import Policy
-from ..output import read_source, use_color
-from ..render import render_all, summary
+from sealnet.compiler.diagnostics import Diagnostic
+from sealnet.contracts.errors import UserError
+from sealnet.compiler.frontend import compile_text, has_errors, read_policy  # noqa: F401  (has_errors: for the commands)
+from sealnet.compiler.ir import Policy
+from sealnet.compiler.output import use_color
+from sealnet.compiler.render import render_all, summary
 
 FORMATS = ("text", "json", "sarif")
 
@@ -27,21 +28,12 @@ class Loaded:
 
 
 def load(path: str) -> Loaded:
-    from ..frontend import compile_text
-    import os
-
     try:
-        if os.path.isfile(path) and os.path.getsize(path) > MAX_POLICY_BYTES:
-            raise UserError(f"{path}: larger than the {MAX_POLICY_BYTES >> 20} MiB a policy may be")
-        source = read_source(path)
+        source = read_policy(path)
     except UserError as exc:
         return Loaded(path, None, None, error=str(exc))
     policy, diagnostics = compile_text(source, path)
     return Loaded(path, source, policy, diagnostics)
-
-
-def has_errors(diagnostics: list[Diagnostic]) -> bool:
-    return any(d.severity is Severity.ERROR for d in diagnostics)
 
 
 def print_diagnostics(loaded: list[Loaded], fmt: str) -> None:
@@ -53,7 +45,7 @@ def print_diagnostics(loaded: list[Loaded], fmt: str) -> None:
     if fmt == "json":
         print(json.dumps({"diagnostics": [d.to_json() for d in diagnostics]}, indent=2))
     elif fmt == "sarif":
-        from ..sarif import to_sarif
+        from sealnet.compiler.sarif import to_sarif
 
         print(json.dumps(to_sarif(diagnostics), indent=2))
     else:

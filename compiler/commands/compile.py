@@ -11,13 +11,13 @@ import argparse
 import json
 import sys
 
-from ..diagnostics import UserError
-from ..output import write_atomically
-from ._common import has_errors, load, print_diagnostics
+from sealnet.contracts.errors import UserError
+from sealnet.compiler.output import write_atomically
+from sealnet.compiler.commands._common import has_errors, load, print_diagnostics
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..manifest import AES_IMPLEMENTATIONS, CIPHER_SUITES
+    from sealnet.contracts.manifest import AES_IMPLEMENTATIONS, CIPHER_SUITES
 
     parser = sub.add_parser("compile", help="build a measured, signed bundle from a policy")
     parser.add_argument("file", metavar="FILE")
@@ -34,15 +34,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..build import compile_c, find_clang
-    from ..bundle import pack
-    from ..codegen import render
-    from ..findings import findings_to_diagnostics
-    from ..manifest import build_manifest, canonical
-    from ..measure import measure
-    from ..signing import load_private
-    from ..tables import TableError, build_tables
-    from ..verify import verify
+    from sealnet.compiler.build import compile_c, find_clang
+    from sealnet.contracts.bundle import pack
+    from sealnet.compiler.codegen import render
+    from sealnet.compiler.findings import findings_to_diagnostics
+    from sealnet.compiler.manifest import build_manifest
+    from sealnet.contracts.manifest import canonical
+    from sealnet.contracts.measure import measure
+    from sealnet.contracts.signing import load_private
+    from sealnet.compiler.tables import TableError, build_tables
+    from sealnet.compiler.verify import verify
 
     key = load_private(args.sign_key)  # a bad key fails before any work
     item = load(args.file)
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     object_bytes = compile_c(render(item.policy, aes_implementation=args.aes_implementation), clang)
     validation = None
     if args.validate:
-        from ..validate import validate
+        from sealnet.compiler.validate import validate
 
         validation = validate(item.policy, object_bytes)
         if not validation.ok:

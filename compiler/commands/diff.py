@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from ._common import FORMATS, load, print_diagnostics
+from sealnet.compiler.commands._common import FORMATS, load, print_diagnostics
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,9 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..diagnostics import Diagnostic, Severity
-    from ..diff import diff
-    from ..ir import Span
+    from sealnet.compiler.diagnostics import Diagnostic, Severity
+    from sealnet.compiler.diff import diff
+    from sealnet.compiler.ir import Span
 
     old, new = load(args.old), load(args.new)
     if old.policy is None or new.policy is None:
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"equivalent": result.equivalent, "truncated": result.truncated,
                           "differences": [d.to_json() for d in result.differences]}, indent=2))
     elif args.format == "sarif":
-        from ..sarif import to_sarif
+        from sealnet.compiler.sarif import to_sarif
 
         diags = [Diagnostic(Severity.WARNING, "V320",
                             f"decision changes from {d.old_action.value} (`{d.old_rule}`) to "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._common import load, print_diagnostics
+from sealnet.compiler.commands._common import load, print_diagnostics
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..explain import explain_json, explain_text
+    from sealnet.compiler.explain import explain_json, explain_text
 
     item = load(args.file)
     if item.policy is None:

@@ -11,10 +11,10 @@ import argparse
 import os
 import sys
 
-from ..diagnostics import UserError
-from ..formatter import FormatError, format_text
-from ..output import read_source, use_color, write_atomically
-from ..render import render_all
+from sealnet.contracts.errors import UserError
+from sealnet.compiler.formatter import FormatError, format_text
+from sealnet.compiler.output import read_source, use_color, write_atomically
+from sealnet.compiler.render import render_all
 
 
 def register(sub: argparse._SubParsersAction) -> None:

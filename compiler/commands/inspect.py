@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..diagnostics import UserError
+from sealnet.contracts.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,8 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bundle import BundleError, check_consistency, check_signature, parse
-    from ..signing import fingerprint, load_public
+    from sealnet.contracts.bundle import BundleError, check_consistency, check_signature, parse
+    from sealnet.contracts.signing import fingerprint, load_public
 
     key = load_public(args.trust) if args.trust else None
     try:

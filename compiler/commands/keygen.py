@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..signing import generate
+from sealnet.contracts.signing import generate
 
 
 def register(sub: argparse._SubParsersAction) -> None:

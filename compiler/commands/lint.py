@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import FORMATS, has_errors, load, print_diagnostics
+from sealnet.compiler.commands._common import FORMATS, has_errors, load, print_diagnostics
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     loaded = [load(path) for path in args.files]
     if not args.no_verify:
-        from ..verify import findings_to_diagnostics, verify
+        from sealnet.compiler.verify import findings_to_diagnostics, verify
 
         for item in loaded:
             if item.policy is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..diagnostics import UserError
+from sealnet.contracts.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from ..lsp import serve_stdio
+        from sealnet.compiler.lsp import serve_stdio
     except ImportError as exc:
         raise UserError(f"the language server needs pygls: pip install 'sealnet[lsp]' ({exc})") from None
     serve_stdio()

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from ._common import FORMATS, load, print_diagnostics
+from sealnet.compiler.commands._common import FORMATS, load, print_diagnostics
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,9 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..findings import findings_to_diagnostics
-    from ..output import paint, use_color
-    from ..verify import verify
+    from sealnet.compiler.findings import findings_to_diagnostics
+    from sealnet.compiler.output import paint, use_color
+    from sealnet.compiler.verify import verify
 
     item = load(args.file)
     if item.policy is None:
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(report.to_json(), indent=2))
     elif args.format == "sarif":
-        from ..sarif import to_sarif
+        from sealnet.compiler.sarif import to_sarif
 
         print(json.dumps(to_sarif(findings_to_diagnostics(report.findings)), indent=2))
     else:

@@ -6,10 +6,10 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from compiler.diagnostics import UserError
+from sealnet.contracts.errors import UserError
 
 if TYPE_CHECKING:
-    from runtime.seal_keys import KeyFile
+    from sealnet.runtime.seal_keys import KeyFile
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _read_keys(path: str) -> KeyFile:
-    from runtime.seal_keys import KeyFileError, load_key_file
+    from sealnet.runtime.seal_keys import KeyFileError, load_key_file
 
     try:
         return load_key_file(path)
@@ -55,11 +55,11 @@ def _read_keys(path: str) -> KeyFile:
 
 
 def run_load(args: argparse.Namespace) -> int:
-    from compiler.bundle import BundleError, load_bundle
-    from compiler.signing import load_public
-    from runtime import node
-    from runtime.libbpf import LibbpfError
-    from runtime.seal_keys import KeyFileError, KeyInstallError
+    from sealnet.contracts.bundle import BundleError, load_bundle
+    from sealnet.contracts.signing import load_public
+    from sealnet.runtime import node
+    from sealnet.contracts.libbpf import LibbpfError
+    from sealnet.runtime.seal_keys import KeyFileError, KeyInstallError
 
     key = load_public(args.trust)
     keys = _read_keys(args.keys) if args.keys else None
@@ -94,9 +94,9 @@ def run_load(args: argparse.Namespace) -> int:
 
 
 def run_keys(args: argparse.Namespace) -> int:
-    from runtime import node
-    from runtime.libbpf import LibbpfError
-    from runtime.seal_keys import KeyFileError, KeyInstallError
+    from sealnet.runtime import node
+    from sealnet.contracts.libbpf import LibbpfError
+    from sealnet.runtime.seal_keys import KeyFileError, KeyInstallError
 
     keys = _read_keys(args.keys)
     try:
@@ -108,7 +108,7 @@ def run_keys(args: argparse.Namespace) -> int:
 
 
 def run_unload(args: argparse.Namespace) -> int:
-    from runtime import node
+    from sealnet.runtime import node
 
     try:
         problems = node.unload(args.iface, args.netns)
@@ -121,13 +121,13 @@ def run_unload(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from runtime import node
-    from runtime.libbpf import Map, get_pinned
+    from sealnet.runtime import node
+    from sealnet.contracts.libbpf import Map, get_pinned
 
     state = node.read_state(args.iface, args.netns)
     if state is None:
         raise UserError(f"nothing is loaded on {args.iface}")
-    from compiler.codegen import VERDICTS
+    from sealnet.compiler.codegen import VERDICTS
 
     counters: dict[str, object] = {}
     for name in node.PINNED_MAPS:

@@ -9,7 +9,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .diagnostics import UserError
+from sealnet.contracts.errors import UserError
 
 
 def generate(private_path: str, public_path: str) -> str:

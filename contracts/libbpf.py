@@ -1033,17 +1033,6 @@ def _hook(ifindex: int, attach_point: int) -> _BpfTcHook:
     return hook  # type: ignore[return-value]
 
 
-@contextmanager
-def _maybe_netns(netns: str | None) -> Iterator[None]:
-    if netns is None:
-        yield
-        return
-    from runtime.netns import enter  # local: netns pulls in pyroute2
-
-    with enter(netns):
-        yield
-
-
 def attach_tc(
     prog_fd: int,
     ifindex: int,
@@ -1052,15 +1041,15 @@ def attach_tc(
     handle: int = 1,
     *,
     replace: bool = False,
-    netns: str | None = None,
 ) -> TcAttachment:
     """Attach a SCHED_CLS program (direct-action) to ifindex's clsact hook,
-    creating the clsact qdisc if needed. ``netns``: run in that named namespace."""
+    creating the clsact qdisc if needed. Acts in the calling thread's network
+    namespace (the runtime enters another one around the call)."""
     if priority < 1 or priority > 0xFFFF or handle < 1:
         raise ValueError("priority must be in 1..65535 and handle >= 1")
     lib = _lib()
     point = BPF_TC_INGRESS if ingress else BPF_TC_EGRESS
-    with _maybe_netns(netns), _capturing() as lines:
+    with _capturing() as lines:
         hook = _hook(ifindex, point)
         ret = lib.bpf_tc_hook_create(ctypes.byref(hook))
         if ret < 0 and ret != -_errno.EEXIST:  # EEXIST: clsact already there
@@ -1080,10 +1069,10 @@ def attach_tc(
 
 
 def detach_tc(
-    ifindex: int, ingress: bool, priority: int = 1, handle: int = 1, *, netns: str | None = None
+    ifindex: int, ingress: bool, priority: int = 1, handle: int = 1
 ) -> None:
     lib = _lib()
-    with _maybe_netns(netns), _capturing():
+    with _capturing():
         hook = _hook(ifindex, BPF_TC_INGRESS if ingress else BPF_TC_EGRESS)
         opts = _opts(_BpfTcOpts)
         opts.handle = handle  # type: ignore[attr-defined]
@@ -1095,11 +1084,11 @@ def detach_tc(
 
 
 def query_tc(
-    ifindex: int, ingress: bool, priority: int = 1, handle: int = 1, *, netns: str | None = None
+    ifindex: int, ingress: bool, priority: int = 1, handle: int = 1
 ) -> int | None:
     """Program id attached at (priority, handle), or None when nothing is there."""
     lib = _lib()
-    with _maybe_netns(netns), _capturing():
+    with _capturing():
         hook = _hook(ifindex, BPF_TC_INGRESS if ingress else BPF_TC_EGRESS)
         opts = _opts(_BpfTcOpts)
         opts.handle = handle  # type: ignore[attr-defined]
@@ -1111,10 +1100,10 @@ def query_tc(
         return int(opts.prog_id)  # type: ignore[attr-defined]
 
 
-def destroy_clsact(ifindex: int, *, netns: str | None = None) -> None:
+def destroy_clsact(ifindex: int) -> None:
     """Remove the clsact qdisc (and with it every TC program on both hooks)."""
     lib = _lib()
-    with _maybe_netns(netns), _capturing():
+    with _capturing():
         hook = _hook(ifindex, BPF_TC_INGRESS | BPF_TC_EGRESS)
         ret = lib.bpf_tc_hook_destroy(ctypes.byref(hook))
         if ret in (-_errno.ENOENT, -_errno.EINVAL):

@@ -30,9 +30,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .manifest import MANIFEST_FORMAT, canonical, map_layouts
-from .measure import MeasureError, measure
-from .signing import verify as verify_signature
+from sealnet.contracts.manifest import MANIFEST_FORMAT, canonical, map_layouts
+from sealnet.contracts.measure import MeasureError, measure
+from sealnet.contracts.signing import verify as verify_signature
 
 MAGIC = b"SEALNETB"
 FORMAT_VERSION = 1
