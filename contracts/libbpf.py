@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Iterator
 
+from sealnet.contracts.errors import OsCallError
+
 __all__ = [
     "LibbpfError",
     "BpfLoadError",
@@ -109,13 +111,8 @@ _PERCPU_MAP_TYPES = frozenset(
 # --------------------------------------------------------------------------- errors
 
 
-class LibbpfError(Exception):
+class LibbpfError(OsCallError):
     """A libbpf or bpf() call failed; ``errno`` is the positive error number."""
-
-    def __init__(self, message: str, errno: int = 0) -> None:
-        super().__init__(message)
-        self.message = message
-        self.errno = errno
 
 
 class BpfLoadError(LibbpfError):

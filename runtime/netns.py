@@ -28,6 +28,8 @@ from pyroute2 import IPRoute
 from pyroute2 import netns as _pr_netns
 from pyroute2.netlink.exceptions import NetlinkError
 
+from sealnet.contracts.errors import OsCallError
+
 __all__ = [
     "NETNS_RUN_DIR",
     "NetnsError",
@@ -63,17 +65,22 @@ _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.setns.restype = ctypes.c_int
 
 
-class NetnsError(Exception):
+class NetnsError(OsCallError):
     """A namespace or link operation failed; the message names the object."""
-
-    def __init__(self, message: str, errno: int = 0) -> None:
-        super().__init__(message)
-        self.errno = errno
 
 
 def _nl_error(exc: NetlinkError, what: str) -> NetnsError:
     code = exc.code
     return NetnsError(f"{what}: {os.strerror(code)} ({errno.errorcode.get(code, code)})", code)
+
+
+@contextmanager
+def _netlink(what: str) -> Iterator[None]:
+    """Turn a netlink refusal inside the block into a NetnsError that names `what`."""
+    try:
+        yield
+    except NetlinkError as exc:
+        raise _nl_error(exc, what) from exc
 
 
 def unique_name(prefix: str = "sn-") -> str:
@@ -225,10 +232,8 @@ def add_veth(name: str, peer: str, *, netns: str | None = None, peer_netns: str 
     _check_ifname(name)
     _check_ifname(peer)
     with iproute(netns) as ipr:
-        try:
+        with _netlink(f"add veth {name!r}/{peer!r}{_where(netns)}"):
             ipr.link("add", ifname=name, kind="veth", peer=peer)
-        except NetlinkError as exc:
-            raise _nl_error(exc, f"add veth {name!r}/{peer!r}{_where(netns)}") from exc
     if peer_netns != netns:
         move_link(peer, peer_netns, from_netns=netns)
 
@@ -245,10 +250,8 @@ def move_link(ifname: str, to_netns: str | None, *, from_netns: str | None = Non
     try:
         with iproute(from_netns) as ipr:
             idx = _lookup(ipr, ifname, from_netns)
-            try:
+            with _netlink(f"move {ifname!r} to netns {to_netns!r}"):
                 ipr.link("set", index=idx, net_ns_fd=target_fd)
-            except NetlinkError as exc:
-                raise _nl_error(exc, f"move {ifname!r} to netns {to_netns!r}") from exc
     finally:
         os.close(target_fd)
 
@@ -258,28 +261,22 @@ def add_address(ifname: str, cidr: str, *, netns: str | None = None) -> None:
     iface = ipaddress.ip_interface(cidr)
     with iproute(netns) as ipr:
         idx = _lookup(ipr, ifname, netns)
-        try:
+        with _netlink(f"add address {cidr} to {ifname!r}{_where(netns)}"):
             ipr.addr("add", index=idx, address=str(iface.ip), prefixlen=iface.network.prefixlen)
-        except NetlinkError as exc:
-            raise _nl_error(exc, f"add address {cidr} to {ifname!r}{_where(netns)}") from exc
 
 
 def set_up(ifname: str, *, netns: str | None = None, up: bool = True) -> None:
     with iproute(netns) as ipr:
         idx = _lookup(ipr, ifname, netns)
-        try:
+        with _netlink(f"set {ifname!r} {'up' if up else 'down'}{_where(netns)}"):
             ipr.link("set", index=idx, state="up" if up else "down")
-        except NetlinkError as exc:
-            raise _nl_error(exc, f"set {ifname!r} {'up' if up else 'down'}{_where(netns)}") from exc
 
 
 def set_mtu(ifname: str, mtu: int, *, netns: str | None = None) -> None:
     with iproute(netns) as ipr:
         idx = _lookup(ipr, ifname, netns)
-        try:
+        with _netlink(f"set MTU {mtu} on {ifname!r}{_where(netns)}"):
             ipr.link("set", index=idx, mtu=mtu)
-        except NetlinkError as exc:
-            raise _nl_error(exc, f"set MTU {mtu} on {ifname!r}{_where(netns)}") from exc
 
 
 def get_mtu(ifname: str, *, netns: str | None = None) -> int:
@@ -308,10 +305,8 @@ def add_route(
             spec["oif"] = _lookup(ipr, ifname, netns)
         if mtu is not None:
             spec["metrics"] = {"mtu": mtu}
-        try:
+        with _netlink(f"add route {dst}{_where(netns)}"):
             ipr.route("add", **spec)
-        except NetlinkError as exc:
-            raise _nl_error(exc, f"add route {dst}{_where(netns)}") from exc
 
 
 def delete_link(ifname: str, *, netns: str | None = None, missing_ok: bool = True) -> None:
