@@ -128,3 +128,47 @@ def test_domain_table_matches_the_ir(text: str) -> None:
         if 0 <= addr <= ADDR_MAX:
             d = policy.domain_of(addr)
             assert tables.domain_of(addr) == (0 if d is None else d.id), hex(addr)
+
+
+def _host_and_domain_rules(hosts: int) -> str:
+    """Domain-wide port rules a -> b, with host rules from a's nodes before, among and after them."""
+    lines = [HEADER + DOMAINS]
+    for i in range(hosts):
+        lines.append(f"rule h{i}: deny tcp from 198.18.1.{i + 1} to b port {1000 + i}")
+        lines.append(f"rule w{i}: allow plaintext tcp from a to b port {1000 + 2 * i}-{1001 + 2 * i}")
+    lines.append("rule late: allow plaintext udp from 198.18.1.7 to b\n")
+    return "\n".join(lines)
+
+
+def test_host_rules_do_not_copy_the_domain_list() -> None:
+    """Each host rule adds its own few entries, not a copy of the domain pair's list."""
+    hosts = 60
+    policy = compile_ok(_host_and_domain_rules(hosts))
+    tables = build_tables(policy)
+    assert tables.src.count > hosts  # every host is its own class...
+    assert len(tables.entry_key) < 8 * (2 * hosts)  # ...yet entries grow linearly with the rules
+    ports = [0, 999, 1000, 1001, 1002, 1059, 1060, 1118, 1119, 1120, PORT_MAX]
+    for host in (0, 1, 7, 30, 60, 61, 255):
+        for proto in (6, 17, 1):
+            for port in ports:
+                packet = Packet(0xC6120100 + host, 0xC6120205, proto, 1, port if proto != 1 else 0)
+                assert tables.decide(packet) == _expected(policy, packet), packet
+
+
+def test_prefix_index_window_holds_the_interval() -> None:
+    """The bucket's window always contains the interval a full search finds, at every edge."""
+    import bisect
+
+    policy = compile_ok(_host_and_domain_rules(40) + "rule far: deny from 10.0.0.0/8 to 203.0.113.9\n")
+    tables = build_tables(policy)
+    for classes in (tables.src, tables.dst):
+        starts, index = classes.starts, classes.index
+        probes = {0, ADDR_MAX, index.base, max(index.base - 1, 0)}
+        for s in starts:
+            probes |= {max(s - 1, 0), s, min(s + 1, ADDR_MAX)}
+        for b in range(index.buckets + 2):
+            probes.add(min(index.base + (b << index.shift), ADDR_MAX))
+        for addr in probes:
+            lo, n = index.window(addr)
+            want = bisect.bisect_right(starts, addr) - 1
+            assert lo <= want < lo + n <= len(starts), (addr, lo, n, want)

@@ -60,3 +60,17 @@ def test_shadowed_rule_has_no_witness() -> None:
     report = validate(policy, build_object(policy), random_count=16)
     assert report.ok
     assert report.rules_without_witness == ["narrow"]
+
+
+def test_host_rules_around_domain_rules_validate() -> None:
+    """Narrow (host) and wide lists answer separately: the earlier rule of the two must win."""
+    rules = []
+    for i in range(6):
+        rules.append(f"rule h{i}: deny tcp from 198.18.1.{i + 1} to b port {80 + i}-{90 + i}")
+        rules.append(f"rule w{i}: allow plaintext tcp from a to b port {85 + i}")
+    rules.append("rule hu: allow plaintext udp from 198.18.1.3 to 198.18.2.9")
+    rules.append("rule wu: deny udp from a to b")
+    policy = compile_ok(HEADER + DOMAINS + "\n".join(rules) + "\ndefault deny\n")
+    report = validate(policy, build_object(policy), random_count=256)
+    assert report.ok, [str(m) for m in report.mismatches[:10]]
+    assert not report.rules_without_witness

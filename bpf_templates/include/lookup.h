@@ -9,6 +9,7 @@
 #define SEALNET_LOOKUP_H
 
 #include "kernel_types.h"
+#include <bpf/bpf_helpers.h> /* barrier_var */
 
 #define SEARCH_MAX_STEPS 32 /* ceil(log2) of any u32-indexed table */
 
@@ -29,20 +30,45 @@ static __always_inline int search_le(const volatile __u32 *keys, __u64 cap, __u6
 		if (idx >= cap)
 			return -1;
 		/* ge = 1 when keys[idx] <= v: the borrow of a 64-bit subtraction
-		 * of two 32-bit values lands in bit 63. The empty asm statements
-		 * hide the difference and ge's 0/1 range from clang, which would
+		 * of two 32-bit values lands in bit 63. The barriers hide the
+		 * difference and ge's 0/1 range from clang, which would
 		 * otherwise turn this back into a compare-and-branch. (A mask
 		 * `(diff >> 63) - 1` instead of the multiply loses the verifier's
 		 * bounds and blows its state count up: keep the multiply.) */
 		__u64 diff = (__u64)v - (__u64)keys[idx];
-		asm volatile("" : "+r"(diff));
+		barrier_var(diff);
 		__u64 ge = (diff >> 63) ^ 1;
-		asm volatile("" : "+r"(ge));
+		barrier_var(ge);
 		base += ge * half;
 		n -= half;
 	}
 	*out = base;
 	return 0;
+}
+
+/* Index of the interval holding v, through an address-prefix index
+ * (compiler/tables.py PrefixIndex): bucket 0 holds keys below `base`,
+ * 1 + ((v - base) >> shift) the span, `buckets` + 1 everything above; the
+ * search covers intervals index[b] .. index[b + 1], a handful instead of all. */
+static __always_inline int search_indexed(const volatile __u32 *keys, __u64 cap,
+					  const volatile __u32 *index, __u64 index_cap, __u32 base,
+					  __u32 shift, __u64 buckets, __u32 v, __u64 *out)
+{
+	__u64 b = 0;
+
+	if (v >= base) {
+		b = (__u64)((v - base) >> shift);
+		if (b > buckets)
+			b = buckets;
+		b += 1;
+	}
+	if (b + 1 >= index_cap)
+		return -1;
+	__u64 lo = index[b];
+	__u64 hi = index[b + 1];
+	if (hi < lo || hi >= cap)
+		return -1;
+	return search_le(keys, cap, lo, hi - lo + 1, v, out);
 }
 
 #endif
