@@ -13,17 +13,18 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESCCM
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 VERSION = 1
 SUITE_AES_128_CCM = 1
+SUITE_CHACHA20_POLY1305 = 2
 HEADER_LEN = 16
 TAG_LEN = 16
 OVERHEAD = HEADER_LEN + TAG_LEN
 NONCE_SLICE = slice(3, 16)
 PAIR_KEY_LEN = 32
-DIRECTION_KEY_LEN = 16
+DIRECTION_KEY_LEN = 16  # AES-128-CCM's; each suite's is Suite.key_len
 KDF_SALT = b"sealnet/v1"
 KDF_LABEL = b"sealnet/v1 aes-128-ccm "
 WINDOW_WORDS = 16
@@ -31,6 +32,37 @@ WINDOW_BITS = WINDOW_WORDS * 64
 WINDOW = WINDOW_BITS - 64  # sequences below top that can still be accepted
 IPPROTO_TCP, IPPROTO_UDP = 6, 17
 IP_MF, IP_OFFSET = 0x2000, 0x1FFF
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One AEAD of the format: its id in the seal header, its name in a policy, its keys and nonce."""
+
+    id: int
+    name: str
+    key_len: int
+    kdf_label: bytes
+    max_seq: int  # the largest sequence whose nonce is still unique
+
+    def aead(self, key: bytes) -> AESCCM | ChaCha20Poly1305:
+        if len(key) != self.key_len:
+            raise ValueError(f"a {self.name} key is {self.key_len} bytes, not {len(key)}")
+        if self.id == SUITE_CHACHA20_POLY1305:
+            return ChaCha20Poly1305(key)
+        return AESCCM(key, tag_length=TAG_LEN)
+
+    def nonce(self, header: bytes) -> bytes:
+        """AES-CCM: header bytes 3..15 (13). ChaCha20-Poly1305: bytes 3..7 and 9..15 (12), byte 8 being 0."""
+        if self.id == SUITE_CHACHA20_POLY1305:
+            return header[3:8] + header[9:16]
+        return header[NONCE_SLICE]
+
+
+AES_128_CCM = Suite(SUITE_AES_128_CCM, "aes-ccm", 16, KDF_LABEL, 2**64 - 1)
+CHACHA20_POLY1305 = Suite(SUITE_CHACHA20_POLY1305, "chacha20-poly1305", 32, b"sealnet/v1 chacha20-poly1305 ",
+                          2**56 - 1)
+SUITES = {s.id: s for s in (AES_128_CCM, CHACHA20_POLY1305)}
+SUITE_BY_NAME = {s.name: s for s in SUITES.values()}
 
 
 class SealError(ValueError):
@@ -41,12 +73,12 @@ class SealError(ValueError):
         self.reason = reason
 
 
-def direction_key(pair_key: bytes, src_domain: str, dst_domain: str, epoch: int) -> bytes:
-    """K(src→dst, epoch): the AES-128 key of one direction, from the pair key."""
+def direction_key(pair_key: bytes, src_domain: str, dst_domain: str, epoch: int, suite: Suite = AES_128_CCM) -> bytes:
+    """K(src→dst, epoch): the key of one direction for one suite, from the pair key."""
     if len(pair_key) != PAIR_KEY_LEN:
         raise ValueError(f"a pair key is {PAIR_KEY_LEN} bytes, not {len(pair_key)}")
-    info = KDF_LABEL + src_domain.encode() + b"\0" + dst_domain.encode() + b"\0" + bytes([epoch % 256])
-    return HKDF(algorithm=hashes.SHA384(), length=DIRECTION_KEY_LEN, salt=KDF_SALT, info=info).derive(pair_key)
+    info = suite.kdf_label + src_domain.encode() + b"\0" + dst_domain.encode() + b"\0" + bytes([epoch % 256])
+    return HKDF(algorithm=hashes.SHA384(), length=suite.key_len, salt=KDF_SALT, info=info).derive(pair_key)
 
 
 @dataclass(frozen=True)
@@ -68,7 +100,7 @@ class SealHeader:
 
     @property
     def nonce(self) -> bytes:
-        return self.pack()[NONCE_SLICE]
+        return SUITES[self.suite].nonce(self.pack())
 
 
 # --------------------------------------------------------------------- checksums
@@ -182,15 +214,24 @@ def seal(packet: bytes, key: bytes, header: SealHeader) -> bytes:
     out = _resize(packet, view, view.total + OVERHEAD)
     if view.proto == IPPROTO_UDP:
         out[view.ihl + 4:view.ihl + 6] = (view.total + OVERHEAD - view.ihl).to_bytes(2, "big")
+    suite = SUITES.get(header.suite)
+    if suite is None:
+        raise ValueError(f"unknown suite {header.suite}")
+    if header.seq > suite.max_seq:
+        raise SealError("seal_no_key_drop", f"sequence {header.seq} above {suite.max_seq}: the nonces are spent")
     head = header.pack()
     aad = associated_data(bytes(out), view, head)
-    out += head + AESCCM(key, tag_length=TAG_LEN).encrypt(header.nonce, payload, aad)
+    out += head + suite.aead(key).encrypt(header.nonce, payload, aad)
     _fix_lengths_and_checksums(out, view, old_udp)
     return bytes(out)
 
 
-def open_sealed(packet: bytes, key: bytes) -> tuple[SealHeader, bytes]:
-    """(seal header, original IPv4 packet) of a sealed packet; SealError names the drop reason."""
+def open_sealed(packet: bytes, key: bytes, suites: frozenset[int] | None = None) -> tuple[SealHeader, bytes]:
+    """(seal header, original IPv4 packet) of a sealed packet; SealError names the drop reason.
+
+    `suites`: the suite ids the receiver's policy allows for this pair (None: any
+    the format defines); `key` is the direction's key for the packet's suite.
+    """
     view = Ipv4View.parse(packet)
     if int.from_bytes(packet[6:8], "big") & (IP_MF | IP_OFFSET):
         raise SealError("seal_malformed_drop", "a sealed packet is never a fragment")
@@ -198,11 +239,14 @@ def open_sealed(packet: bytes, key: bytes) -> tuple[SealHeader, bytes]:
     if len(sealed) < OVERHEAD or sealed[0] != VERSION:
         raise SealError("seal_plaintext_drop", "no seal header")
     header = SealHeader.unpack(sealed)
-    if header.suite != SUITE_AES_128_CCM:
-        raise SealError("seal_malformed_drop", f"unknown suite {header.suite}")
+    suite = SUITES.get(header.suite)
+    if suite is None or (suites is not None and suite.id not in suites):
+        raise SealError("seal_malformed_drop", f"suite {header.suite} is not accepted here")
+    if header.seq > suite.max_seq:
+        raise SealError("seal_malformed_drop", f"sequence {header.seq} beyond the suite's nonces")
     aad = associated_data(packet, view, sealed[:HEADER_LEN])
     try:
-        payload = AESCCM(key, tag_length=TAG_LEN).decrypt(header.nonce, sealed[HEADER_LEN:], aad)
+        payload = suite.aead(key).decrypt(header.nonce, sealed[HEADER_LEN:], aad)
     except InvalidTag:
         raise SealError("seal_bad_tag_drop", "the tag does not verify") from None
     old_udp = int.from_bytes(packet[view.ihl + 6:view.ihl + 8], "big") if view.proto == IPPROTO_UDP else None
