@@ -176,6 +176,12 @@ class DefaultDecl:
 
 
 @dataclass(frozen=True)
+class CipherDecl:
+    suite: Ident  # the suite's name, e.g. chacha20-poly1305
+    span: Span
+
+
+@dataclass(frozen=True)
 class AssertDecl:
     kind: Ident
     proto: Ident | None
@@ -188,7 +194,7 @@ class AssertDecl:
         return match_text(self.proto, self.src, self.dst, self.ports)
 
 
-Statement = Union[PolicyHeader, DomainDecl, WorkflowDecl, RuleDecl, DefaultDecl, AssertDecl]
+Statement = Union[PolicyHeader, DomainDecl, WorkflowDecl, RuleDecl, DefaultDecl, CipherDecl, AssertDecl]
 
 
 @dataclass(frozen=True)

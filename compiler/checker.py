@@ -38,6 +38,7 @@ from sealnet.compiler.ir import (
     prefix_interval,
 )
 from sealnet.compiler.parser import STATEMENT_KEYWORDS
+from sealnet.contracts.manifest import CIPHER_SUITES, DEFAULT_CIPHER_SUITE
 
 UNDEFINED_NAME = "E101"
 DUPLICATE_NAME = "E102"
@@ -56,6 +57,8 @@ UNKNOWN_FLOW_STAGE = "E115"
 PORTS_WITHOUT_PORTED_PROTOCOL = "E116"
 RESERVED_NAME = "E117"
 MISSING_TEE = "E118"
+UNKNOWN_CIPHER = "E119"
+DUPLICATE_CIPHER = "E120"
 DUPLICATE_RULE = "W201"
 CROSS_DOMAIN_PLAINTEXT = "W202"
 HOST_BITS_SET = "W203"
@@ -113,6 +116,7 @@ class _Checker:
         workflows = self._workflows([x for x in s if isinstance(x, ast.WorkflowDecl)])
         rules = self._rules([x for x in s if isinstance(x, ast.RuleDecl)])
         default, default_span = self._default([x for x in s if isinstance(x, ast.DefaultDecl)])
+        cipher, cipher_span = self._cipher([x for x in s if isinstance(x, ast.CipherDecl)])
         assertions = self._assertions([x for x in s if isinstance(x, ast.AssertDecl)])
         if header is None:
             return None
@@ -123,6 +127,7 @@ class _Checker:
             rules=tuple(rules), default=default, default_span=default_span,
             assertions=tuple(assertions), span=span,
             peers=tuple(d.name for d in self.domains.values() if d.control_plane),
+            cipher=cipher, cipher_span=cipher_span,
         )
 
     # -- header and default ----------------------------------------------------
@@ -147,6 +152,19 @@ class _Checker:
         if not defaults:
             return Action.DENY, None
         return Action(defaults[0].action.name), defaults[0].span
+
+    def _cipher(self, decls: list[ast.CipherDecl]) -> tuple[str, Span | None]:
+        for extra in decls[1:]:
+            self.ctx.error(DUPLICATE_CIPHER, "a second `cipher`", extra.span,
+                           notes=(Note(decls[0].span, "the first `cipher` is here"),))
+        if not decls:
+            return DEFAULT_CIPHER_SUITE, None
+        suite = decls[0].suite
+        if suite.name not in CIPHER_SUITES:
+            self.ctx.error(UNKNOWN_CIPHER, f"unknown cipher suite `{suite.name}`", suite.span,
+                           hint="write one of: " + ", ".join(CIPHER_SUITES))
+            return DEFAULT_CIPHER_SUITE, decls[0].span
+        return suite.name, decls[0].span
 
     def _check_name(self, ident: ast.Ident, what: str) -> None:
         if ident.name in RESERVED:

@@ -252,6 +252,8 @@ def _simple(stmt: ast.Statement, rule_width: int, action_width: int) -> str:
         return f"{head} {action.ljust(action_width)} {rest}".rstrip()
     if isinstance(stmt, ast.DefaultDecl):
         return f"default {stmt.action.name}"
+    if isinstance(stmt, ast.CipherDecl):
+        return f"cipher {stmt.suite.name}"
     if isinstance(stmt, ast.AssertDecl):
         return f"assert {stmt.kind.name} {stmt.match_text()}"
     raise TypeError(f"cannot format {type(stmt).__name__}")

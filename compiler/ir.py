@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Iterable, Sequence
 
+from sealnet.contracts.manifest import DEFAULT_CIPHER_SUITE
+
 ADDR_BITS = 32  # IPv4 first; IPv6 later widens address fields to 128
 ADDR_MAX = (1 << ADDR_BITS) - 1
 PORT_MAX = 0xFFFF
@@ -280,6 +282,8 @@ class Policy:
     assertions: tuple[Assertion, ...]
     span: Span
     peers: tuple[str, ...] = field(default=())  # federation peers (domain names)
+    cipher: str = DEFAULT_CIPHER_SUITE  # the AEAD suite of every sealed packet (`cipher NAME`)
+    cipher_span: Span | None = None
 
     def domain(self, name: str) -> Domain:
         for d in self.domains:

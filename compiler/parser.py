@@ -23,7 +23,7 @@ from sealnet.compiler.ir import Span
 SYNTAX_ERROR = "E001"
 LEXICAL_ERROR = "E002"
 
-STATEMENT_KEYWORDS = ("policy", "domain", "workflow", "rule", "default", "assert")
+STATEMENT_KEYWORDS = ("policy", "domain", "workflow", "rule", "default", "cipher", "assert")
 _STATEMENT_START = re.compile(r"^[ \t]*(" + "|".join(STATEMENT_KEYWORDS) + r")\b", re.MULTILINE)
 
 # Terminal names as a person says them.
@@ -172,6 +172,10 @@ class _Builder(Transformer):
     @v_args(meta=True)
     def default_decl(self, meta, c):
         return ast.DefaultDecl(self._ident(c[0]), self._span(meta))
+
+    @v_args(meta=True)
+    def cipher_decl(self, meta, c):
+        return ast.CipherDecl(self._ident(c[0]), self._span(meta))
 
     @v_args(meta=True)
     def assert_decl(self, meta, c):

@@ -14,7 +14,9 @@ from typing import Any
 from sealnet.contracts.libbpf import BpfObject
 
 MANIFEST_FORMAT = 1
-CIPHER_SUITES = ("aes-ccm",)  # what the data plane implements; chacha20-poly1305 is not built yet
+# The AEAD suites the data plane implements, by their names in a policy's `cipher` (docs/wire-format.md).
+CIPHER_SUITES = ("chacha20-poly1305", "aes-ccm")
+DEFAULT_CIPHER_SUITE = "chacha20-poly1305"  # no kfunc, constant time, and the fast one without AES-NI
 AES_IMPLEMENTATIONS = ("aes-fixed-time", "aes-generic")  # constant time by default
 
 
