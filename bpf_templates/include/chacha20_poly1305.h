@@ -77,18 +77,39 @@ static int cp_chacha_block(__u32 i, void *data)
 	return 0;
 }
 
-static int cp_poly_block(__u32 i, void *data)
+#define CP_POLY_CHUNK 4 /* Poly1305 blocks per bpf_loop step: the state is loaded once for them */
+
+static __always_inline int cp_poly_step(__u32 i, void *data, const __u32 per_step)
 {
 	struct cp_loop *loop = data;
 	struct cp_scratch *s = loop->s;
-	__u64 at = loop->from + (__u64)i * POLY1305_BLOCK;
+	__u64 at = loop->from + (__u64)i * per_step * POLY1305_BLOCK;
 
-	if (at > CP_AAD_BUF + CP_WIRE_LEN - POLY1305_BLOCK)
+	if (at > CP_AAD_BUF + CP_WIRE_LEN - per_step * POLY1305_BLOCK)
 		return 1;
 	const __u32 *m = (const __u32 *)&s->aad[at];
-	poly1305_block(&s->poly, chacha20_le32(m[0]), chacha20_le32(m[1]), chacha20_le32(m[2]),
-		       chacha20_le32(m[3]));
+	POLY1305_BLOCKS(&s->poly, m, per_step, chacha20_le32);
 	return 0;
+}
+
+static int cp_poly_block(__u32 i, void *data)
+{
+	return cp_poly_step(i, data, 1);
+}
+
+static int cp_poly_chunk(__u32 i, void *data)
+{
+	return cp_poly_step(i, data, CP_POLY_CHUNK);
+}
+
+/* Poly1305 over the n blocks at loop->from: whole chunks, then the rest one by one. */
+static __always_inline void cp_poly(struct cp_loop *loop, __u64 n)
+{
+	__u64 chunks = n / CP_POLY_CHUNK;
+
+	bpf_loop(chunks, cp_poly_chunk, loop, 0);
+	loop->from += chunks * CP_POLY_CHUNK * POLY1305_BLOCK;
+	bpf_loop(n % CP_POLY_CHUNK, cp_poly_block, loop, 0);
 }
 
 /* Zero buf[len .. next 16-byte boundary and a little beyond) with aligned
@@ -116,10 +137,10 @@ static __always_inline void cp_mac(struct cp_scratch *s, __u32 aad_len, __u32 le
 
 	poly1305_init(&s->poly, s->block0);
 	cp_zero_tail((__u32 *)s->aad, CP_AAD_BUF / 4, aad_len);
-	bpf_loop(cp_blocks(aad_len, POLY1305_BLOCK), cp_poly_block, &loop, 0);
+	cp_poly(&loop, cp_blocks(aad_len, POLY1305_BLOCK));
 	cp_zero_tail((__u32 *)s->wire, CP_WIRE_LEN / 4, CP_WIRE_HEAD + len);
 	loop.from = CP_POLY_WIRE;
-	bpf_loop(cp_blocks(len, POLY1305_BLOCK), cp_poly_block, &loop, 0);
+	cp_poly(&loop, cp_blocks(len, POLY1305_BLOCK));
 	poly1305_block(&s->poly, aad_len, 0, len, 0);
 	poly1305_finish(&s->poly, s->tag);
 }

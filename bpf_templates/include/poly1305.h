@@ -49,41 +49,61 @@ static __always_inline void poly1305_init(struct poly1305_state *st, const __u32
 	st->reserved = 0;
 }
 
-/* h = (h + m + 2^128) * r mod 2^130 - 5, m as four little-endian words. */
+/* h = (h + m + 2^128) * r mod 2^130 - 5 on the locals h0..h4, r0..r4, s1..s4
+ * of the functions below; m as four little-endian words. */
+#define POLY1305_ROUND(m0, m1, m2, m3)                                                   \
+	do {                                                                             \
+		__u64 d0, d1, d2, d3, d4, c;                                             \
+		h0 += (m0) & POLY1305_MASK26;                                            \
+		h1 += (((m0) >> 26) | ((m1) << 6)) & POLY1305_MASK26;                    \
+		h2 += (((m1) >> 20) | ((m2) << 12)) & POLY1305_MASK26;                   \
+		h3 += (((m2) >> 14) | ((m3) << 18)) & POLY1305_MASK26;                   \
+		h4 += ((m3) >> 8) | POLY1305_HIBIT;                                      \
+		d0 = h0 * r0 + h1 * s4 + h2 * s3 + h3 * s2 + h4 * s1;                    \
+		d1 = h0 * r1 + h1 * r0 + h2 * s4 + h3 * s3 + h4 * s2;                    \
+		d2 = h0 * r2 + h1 * r1 + h2 * r0 + h3 * s4 + h4 * s3;                    \
+		d3 = h0 * r3 + h1 * r2 + h2 * r1 + h3 * r0 + h4 * s4;                    \
+		d4 = h0 * r4 + h1 * r3 + h2 * r2 + h3 * r1 + h4 * r0;                    \
+		/* Partial carry: limbs end below 2^26 + small, enough for the next block. */ \
+		c = d0 >> 26; h0 = d0 & POLY1305_MASK26;                                 \
+		d1 += c; c = d1 >> 26; h1 = d1 & POLY1305_MASK26;                        \
+		d2 += c; c = d2 >> 26; h2 = d2 & POLY1305_MASK26;                        \
+		d3 += c; c = d3 >> 26; h3 = d3 & POLY1305_MASK26;                        \
+		d4 += c; c = d4 >> 26; h4 = d4 & POLY1305_MASK26;                        \
+		h0 += c * 5; c = h0 >> 26; h0 &= POLY1305_MASK26;                        \
+		h1 += c;                                                                 \
+	} while (0)
+
+#define POLY1305_LOAD(st)                                                                \
+	__u64 r0 = (st)->r[0], r1 = (st)->r[1], r2 = (st)->r[2], r3 = (st)->r[3], r4 = (st)->r[4]; \
+	__u64 s1 = r1 * 5, s2 = r2 * 5, s3 = r3 * 5, s4 = r4 * 5;                        \
+	__u64 h0 = (st)->h[0], h1 = (st)->h[1], h2 = (st)->h[2], h3 = (st)->h[3], h4 = (st)->h[4]
+
+#define POLY1305_STORE(st)                                                               \
+	do {                                                                             \
+		(st)->h[0] = h0; (st)->h[1] = h1; (st)->h[2] = h2;                       \
+		(st)->h[3] = h3; (st)->h[4] = h4;                                        \
+	} while (0)
+
+/* One block given as four little-endian words. */
 static __always_inline void poly1305_block(struct poly1305_state *st, __u32 m0, __u32 m1, __u32 m2, __u32 m3)
 {
-	__u64 r0 = st->r[0], r1 = st->r[1], r2 = st->r[2], r3 = st->r[3], r4 = st->r[4];
-	__u64 s1 = r1 * 5, s2 = r2 * 5, s3 = r3 * 5, s4 = r4 * 5;
-	__u64 h0 = st->h[0], h1 = st->h[1], h2 = st->h[2], h3 = st->h[3], h4 = st->h[4];
-	__u64 d0, d1, d2, d3, d4, c;
-
-	h0 += m0 & POLY1305_MASK26;
-	h1 += ((m0 >> 26) | (m1 << 6)) & POLY1305_MASK26;
-	h2 += ((m1 >> 20) | (m2 << 12)) & POLY1305_MASK26;
-	h3 += ((m2 >> 14) | (m3 << 18)) & POLY1305_MASK26;
-	h4 += (m3 >> 8) | POLY1305_HIBIT;
-
-	d0 = h0 * r0 + h1 * s4 + h2 * s3 + h3 * s2 + h4 * s1;
-	d1 = h0 * r1 + h1 * r0 + h2 * s4 + h3 * s3 + h4 * s2;
-	d2 = h0 * r2 + h1 * r1 + h2 * r0 + h3 * s4 + h4 * s3;
-	d3 = h0 * r3 + h1 * r2 + h2 * r1 + h3 * r0 + h4 * s4;
-	d4 = h0 * r4 + h1 * r3 + h2 * r2 + h3 * r1 + h4 * r0;
-
-	/* Partial carry: limbs end below 2^26 + small, enough for the next block. */
-	c = d0 >> 26; h0 = d0 & POLY1305_MASK26;
-	d1 += c; c = d1 >> 26; h1 = d1 & POLY1305_MASK26;
-	d2 += c; c = d2 >> 26; h2 = d2 & POLY1305_MASK26;
-	d3 += c; c = d3 >> 26; h3 = d3 & POLY1305_MASK26;
-	d4 += c; c = d4 >> 26; h4 = d4 & POLY1305_MASK26;
-	h0 += c * 5; c = h0 >> 26; h0 &= POLY1305_MASK26;
-	h1 += c;
-
-	st->h[0] = h0;
-	st->h[1] = h1;
-	st->h[2] = h2;
-	st->h[3] = h3;
-	st->h[4] = h4;
+	POLY1305_LOAD(st);
+	POLY1305_ROUND((__u64)m0, (__u64)m1, (__u64)m2, (__u64)m3);
+	POLY1305_STORE(st);
 }
+
+/* n (a constant) blocks from m, 4-byte aligned memory of words already in
+ * host order (le() converts from little-endian): the state is loaded and
+ * stored once for all of them. */
+#define POLY1305_BLOCKS(st, m, n, le)                                                   \
+	do {                                                                             \
+		POLY1305_LOAD(st);                                                       \
+		_Pragma("unroll") for (int _b = 0; _b < (n); _b++)                       \
+			POLY1305_ROUND((__u64)le((m)[4 * _b]), (__u64)le((m)[4 * _b + 1]), \
+				       (__u64)le((m)[4 * _b + 2]), (__u64)le((m)[4 * _b + 3])); \
+		POLY1305_STORE(st);                                                      \
+	} while (0)
 
 /* The tag, (h mod 2^130 - 5) + s mod 2^128, as four little-endian words. */
 static __always_inline void poly1305_finish(const struct poly1305_state *st, __u32 tag[4])

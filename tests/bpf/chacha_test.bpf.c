@@ -81,7 +81,7 @@ static __always_inline int cp_test(struct __sk_buff *skb, enum cp_test_op op)
 		for (__u32 i = 0; i < 8; i++)
 			s->block0[i] = chacha20_le32(((const __u32 *)key->key)[i]);
 		poly1305_init(&s->poly, s->block0);
-		bpf_loop(n / POLY1305_BLOCK, cp_poly_block, &loop, 0);
+		cp_poly(&loop, n / POLY1305_BLOCK);
 		poly1305_finish(&s->poly, s->tag);
 		return TC_ACT_OK;
 	}
