@@ -1,4 +1,4 @@
-"""`sealnet`: the runtime's command line (node agent; control plane and cluster later).
+"""`sealnet`: the runtime's command line (node agent, attestation, control plane; cluster later).
 
 Each command group lives in `runtime/commands/<name>.py` and exposes
 `register(subparsers)`; `func(args) -> int` returns the exit code
@@ -12,7 +12,7 @@ import sys
 
 from sealnet.compiler.cli import register_commands, run
 
-COMMANDS = ("node",)
+COMMANDS = ("node", "attest", "controlplane")
 
 
 def build_parser() -> argparse.ArgumentParser:
