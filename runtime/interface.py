@@ -7,6 +7,21 @@ routes through the interface carry an MTU that leaves room for the
 overhead. The link MTU stays as it is, so a peer's full-size sealed packet
 is still received. What was changed is returned as a record that `restore`
 takes back.
+
+One wire segment per skb is what collapsed TCP (0.3-0.4 Gbit/s plaintext over
+veth, thousands of retransmits). Measured causes, both dealt with here:
+- Pacing. TCP paces BBR flows itself (no fq qdisc) with an hrtimer per
+  transmitted skb; at one segment per skb the timer rate bounds the flow
+  (tcp_pace_kick fired ~35k/s for ~37k segments/s: 0.4 Gbit/s). The routes
+  through the uplink therefore name a congestion control that does not pace
+  (RTAX_CC_ALGO, `congctl` in `ip route`): new connections use it unless the
+  application picks one. Measured: 0.40 -> 3.1 Gbit/s, no pacing timer fires.
+- Reordering. Without multiple hardware queues (veth) a packet goes through
+  the backlog of the CPU that sent it; a flow's segments leave from its
+  process on one CPU and from softirq on the other and arrive out of order
+  (OFO queue, a DSACK for nearly every retransmit: all spurious). Receive
+  packet steering over all CPUs (runtime/rps.py) hashes each flow to one
+  CPU's backlog: in order per flow, flows still spread. Retransmits -> 0.
 """
 
 from __future__ import annotations
@@ -14,11 +29,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sealnet.runtime import ethtool
+from sealnet.runtime import ethtool, rps
 from sealnet.runtime.netns import get_mtu, iproute
 
 SEAL_OVERHEAD = 32  # 16-byte seal header + 16-byte tag (docs/wire-format.md)
 RTAX_MTU = "RTAX_MTU"
+RTAX_CC_ALGO = "RTAX_CC_ALGO"
+# Loss-based congestion controls without internal pacing, best first; reno is always built in.
+UNPACED_CONGESTION_CONTROLS = ("cubic", "reno")
+AVAILABLE_CC_PATH = "/proc/sys/net/ipv4/tcp_available_congestion_control"
 
 
 @dataclass
@@ -26,6 +45,7 @@ class RouteChange:
     dst: str  # "198.18.0.0/30" or "default"
     table: int
     previous_mtu: int  # 0: the route had no MTU metric
+    previous_cc: str = ""  # "": the route named no congestion control
 
 
 @dataclass
@@ -36,6 +56,8 @@ class InterfaceChange:
     routes: list[RouteChange] = field(default_factory=list)
     route_mtu: int = 0
     previous_gso_max_segs: int = 0  # 0: unchanged
+    route_cc: str = ""  # congestion control the routes name while prepared
+    previous_rps: dict[str, str] = field(default_factory=dict)  # rx queue -> rps_cpus before
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -44,7 +66,8 @@ class InterfaceChange:
     def from_json(cls, data: dict[str, Any]) -> "InterfaceChange":
         routes = [RouteChange(**r) for r in data.get("routes", [])]
         return cls(data["iface"], data.get("netns"), list(data.get("offloads_disabled", [])),
-                   routes, int(data.get("route_mtu", 0)), int(data.get("previous_gso_max_segs", 0)))
+                   routes, int(data.get("route_mtu", 0)), int(data.get("previous_gso_max_segs", 0)),
+                   str(data.get("route_cc", "")), dict(data.get("previous_rps", {})))
 
 
 def _route_key(route: Any) -> tuple[str, int, int]:
@@ -60,6 +83,28 @@ def _metric_mtu(route: Any) -> int:
     return int(metrics.get_attr(RTAX_MTU) or 0)
 
 
+def _metric_cc(route: Any) -> str:
+    metrics = route.get_attr("RTA_METRICS")
+    return str(metrics.get_attr(RTAX_CC_ALGO) or "") if metrics else ""
+
+
+def _route_metrics(mtu: int, cc: str) -> dict[str, Any]:
+    metrics: dict[str, Any] = {"mtu": mtu} if mtu else {}
+    if cc:
+        metrics["cc_algo"] = cc
+    return metrics
+
+
+def unpaced_congestion_control() -> str:
+    """The first of UNPACED_CONGESTION_CONTROLS this kernel has."""
+    try:
+        with open(AVAILABLE_CC_PATH) as f:
+            available = set(f.read().split())
+    except OSError:
+        available = set()
+    return next((cc for cc in UNPACED_CONGESTION_CONTROLS if cc in available), "reno")
+
+
 def prepare(iface: str, netns: str | None = None) -> InterfaceChange:
     """Offloads off and route MTUs lowered; raises (after undoing) on failure."""
     change = InterfaceChange(iface, netns)
@@ -67,7 +112,9 @@ def prepare(iface: str, netns: str | None = None) -> InterfaceChange:
         change.offloads_disabled = ethtool.disable_segmentation_offloads(iface, netns=netns)
         change.previous_gso_max_segs = _set_gso_max_segs(iface, netns, 1)
         change.route_mtu = get_mtu(iface, netns=netns) - SEAL_OVERHEAD
+        change.route_cc = unpaced_congestion_control()
         _set_route_mtus(change)
+        change.previous_rps = rps.spread_flows(iface, netns)
     except Exception:
         restore(change)
         raise
@@ -100,8 +147,8 @@ def _set_route_mtus(change: InterfaceChange) -> None:
             previous = _metric_mtu(route)
             target = f"{dst}/{dst_len}" if dst != "default" else "default"
             spec = _route_spec(route, index, dst, dst_len, table)
-            ipr.route("replace", **spec, metrics={"mtu": change.route_mtu})
-            change.routes.append(RouteChange(target, table, previous))
+            ipr.route("replace", **spec, metrics=_route_metrics(change.route_mtu, change.route_cc))
+            change.routes.append(RouteChange(target, table, previous, _metric_cc(route)))
 
 
 def _route_spec(route: Any, index: int, dst: str, dst_len: int, table: int) -> dict[str, Any]:
@@ -130,7 +177,7 @@ def restore(change: InterfaceChange) -> list[str]:
             if not found:
                 return [f"{change.iface}: interface is gone"]
             index = found[0]
-            wanted = {(r.dst, r.table): r.previous_mtu for r in change.routes}
+            wanted = {(r.dst, r.table): r for r in change.routes}
             for route in ipr.get_routes(family=2, oif=index):
                 dst, dst_len, table = _route_key(route)
                 target = f"{dst}/{dst_len}" if dst != "default" else "default"
@@ -138,12 +185,18 @@ def restore(change: InterfaceChange) -> list[str]:
                     continue
                 spec = _route_spec(route, index, dst, dst_len, table)
                 previous = wanted[(target, table)]
-                if previous:
-                    ipr.route("replace", **spec, metrics={"mtu": previous})
+                metrics = _route_metrics(previous.previous_mtu, previous.previous_cc)
+                if metrics:
+                    ipr.route("replace", **spec, metrics=metrics)
                 else:
                     ipr.route("replace", **spec)
     except Exception as exc:  # restoring is best effort: report, never hide
         problems.append(f"routes: {exc}")
+    if change.previous_rps:
+        try:
+            rps.restore(change.iface, change.netns, change.previous_rps)
+        except Exception as exc:
+            problems.append(f"rps_cpus: {exc}")
     if change.previous_gso_max_segs and change.previous_gso_max_segs != 1:
         try:
             _set_gso_max_segs(change.iface, change.netns, change.previous_gso_max_segs)

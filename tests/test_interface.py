@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import socket
 
 import pytest
@@ -72,3 +73,32 @@ def test_route_mtu_limits_what_the_sender_emits(topology) -> None:
     interface.prepare(veth.a, ns_a)
     assert run_in_netns(ns_a, _send_df, veth.ip_b, largest + 1) == errno.EMSGSIZE
     assert run_in_netns(ns_a, _send_df, veth.ip_b, largest) == 0
+
+
+def test_prepare_names_an_unpaced_congestion_control_and_steers_flows_then_restore_undoes(topology) -> None:
+    """The two fixes for one-segment TCP (see runtime/interface.py): no internal pacing, a flow on one CPU."""
+    from sealnet.runtime import rps
+
+    ns_a, ns_b, veth = topology.pair("198.18.0.8/30")
+    before_routes, before_rps = _routes(ns_b), rps.read(veth.b, ns_b)
+    assert before_rps and all(rps.mask_cpus(m) == 0 for m in before_rps.values())
+    assert "congctl" not in before_routes
+
+    change = interface.prepare(veth.b, ns_b)
+
+    assert change.route_cc in interface.UNPACED_CONGESTION_CONTROLS
+    assert f"congctl {change.route_cc}" in _routes(ns_b)
+    everyone = (1 << os.cpu_count()) - 1  # CPUs 0..n-1 online in this VM
+    assert {q: rps.mask_cpus(m) for q, m in rps.read(veth.b, ns_b).items()} == {q: everyone for q in before_rps}
+
+    # A TCP connection over the prepared route uses that congestion control.
+    def connect_and_read_cc(address: tuple[str, int]) -> str:
+        with socket.create_connection(address, timeout=5) as client:
+            return client.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\0").decode()
+
+    with run_in_netns(ns_a, socket.create_server, (veth.ip_a, 0)) as server:
+        assert run_in_netns(ns_b, connect_and_read_cc, server.getsockname()) == change.route_cc
+
+    assert interface.restore(interface.InterfaceChange.from_json(change.to_json())) == []
+    assert _routes(ns_b) == before_routes
+    assert rps.read(veth.b, ns_b) == before_rps
