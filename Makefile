@@ -40,7 +40,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[test,lsp]'
+	$(BIN)/python -m pip install -q -e '.[test,lsp,demo]'
 	@touch $@
 
 # Exit code 5 means "no tests collected": report it loudly and keep it a failure.
