@@ -22,9 +22,12 @@ from sealnet.runtime.attest.evidence import Evidence, EvidenceError, LogEntry, V
 PRODUCT = "simulated"
 
 
+def spki_der(key: ec.EllipticCurvePublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
 def public_fingerprint(key: ec.EllipticCurvePublicKey) -> str:
-    spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return hashlib.sha384(spki).hexdigest()
+    return hashlib.sha384(spki_der(key)).hexdigest()
 
 
 @dataclass
@@ -51,9 +54,8 @@ class SimPlatform:
 
     def attest(self, report_data: bytes, runtime_log: tuple[LogEntry, ...]) -> Evidence:
         body = snp.build_body(report_data=report_data, measurement=self.launch_measurement)
-        spki = self.key.public_key().public_bytes(serialization.Encoding.DER,
-                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
-        return Evidence("sim", snp.sign_body(body, self.key), {"platform": spki}, runtime_log)
+        return Evidence("sim", snp.sign_body(body, self.key), {"platform": spki_der(self.key.public_key())},
+                        runtime_log)
 
     def sealing_key(self) -> bytes:
         """A key only this platform derives (stands in for SNP's MSG_KEY_REQ derived key)."""

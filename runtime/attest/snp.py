@@ -266,6 +266,34 @@ class SnpPolicy:
     allow_debug: bool = False
     min_tcb: dict[str, int] = field(default_factory=dict)
     at: dt.datetime | None = None
+    crls: tuple[bytes, ...] = ()  # AMD's CRLs (KDS .../crl), signed by the ARK: revoked ASKs and VCEKs
+
+
+def load_crl(data: bytes, what: str) -> x509.CertificateRevocationList:
+    try:
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_crl(data)
+        return x509.load_der_x509_crl(data)
+    except ValueError as exc:
+        raise EvidenceError(f"{what}: not an X.509 CRL ({str(exc).splitlines()[0][:80]})") from None
+
+
+def check_revocation(crl_data: bytes, ark: x509.Certificate, certs: list[tuple[x509.Certificate, str]],
+                     at: dt.datetime) -> None:
+    """The CRL is the ARK's (RSASSA-PSS/SHA-384), current at `at`, and lists none of `certs`."""
+    crl = load_crl(crl_data, "CRL")
+    key = ark.public_key()
+    if crl.issuer != ark.subject or not isinstance(key, rsa.RSAPublicKey):
+        raise EvidenceError("CRL: not issued by the ARK")
+    try:
+        key.verify(crl.signature, crl.tbs_certlist_bytes, PSS_SHA384, hashes.SHA384())
+    except InvalidSignature:
+        raise EvidenceError("CRL: signature does not verify with the ARK") from None
+    if crl.next_update_utc is not None and at > crl.next_update_utc:
+        raise EvidenceError(f"CRL: expired at {crl.next_update_utc.isoformat()}")
+    for cert, what in certs:
+        if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
+            raise EvidenceError(f"{what}: revoked (serial {cert.serial_number:x} is on AMD's CRL)")
 
 
 def verify_chain(leaf: x509.Certificate, ask: x509.Certificate, ark: x509.Certificate,
@@ -281,6 +309,8 @@ def verify_chain(leaf: x509.Certificate, ask: x509.Certificate, ark: x509.Certif
     _check_pss(leaf, ask, "VCEK")
     for cert, what in ((ark, "ARK"), (ask, "ASK"), (leaf, "VCEK")):
         check_validity(cert, what, at)
+    for crl in policy.crls:
+        check_revocation(crl, ark, [(ask, "ASK"), (leaf, "VCEK")], at)
     return product
 
 

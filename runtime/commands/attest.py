@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     verify.add_argument("--ark", metavar="FILE", help="sev-snp: AMD's ARK, PEM (must be a pinned root)")
     verify.add_argument("--pin-ark", metavar="FILE", action="append", default=[],
                         help="sev-snp: also trust this ARK (a lab's own root; never for production)")
+    verify.add_argument("--crl", metavar="FILE", action="append", default=[],
+                        help="sev-snp: AMD's CRL (DER or PEM, signed by the ARK); revoked ASK or VCEK fail")
     verify.add_argument("--allow-debug", action="store_true", help="sev-snp: accept a guest policy that allows debug")
     verify.add_argument("--min-tcb", metavar="NAME=SVN,...", default="",
                         help="sev-snp: minimum reported TCB, e.g. bootloader=3,tee=0,snp=8,microcode=115")
@@ -97,7 +99,8 @@ def run_verify(args: argparse.Namespace) -> int:
             for path in args.pin_ark:
                 pins[snp.spki_fingerprint(snp.load_cert(_read(path, "--pin-ark"), path))] = "pinned by --pin-ark"
             certs = {"vcek": _read(args.vcek, "--vcek"), "ask": _read(args.ask, "--ask"), "ark": _read(args.ark, "--ark")}
-            policy = snp.SnpPolicy(pinned_arks=pins, allow_debug=args.allow_debug, min_tcb=_min_tcb(args.min_tcb), at=at)
+            policy = snp.SnpPolicy(pinned_arks=pins, allow_debug=args.allow_debug, min_tcb=_min_tcb(args.min_tcb),
+                                   at=at, crls=tuple(_read(p, "--crl") for p in args.crl))
             verified = snp.verify(Evidence("sev-snp", report, certs), policy)
         elif args.tee == "tdx":
             collateral = tdx.load_collateral(_read(args.collateral, "--collateral"), args.collateral)
@@ -105,8 +108,7 @@ def run_verify(args: argparse.Namespace) -> int:
             verified = tdx.verify(Evidence("tdx", report), tdx.TdxPolicy(collateral, at=at, root_ca=root))
         else:
             key = sim.load_public(_read(args.platform, "--platform"), args.platform)
-            certs = {"platform": key.public_bytes(sim.serialization.Encoding.DER,
-                                                  sim.serialization.PublicFormat.SubjectPublicKeyInfo)}
+            certs = {"platform": sim.spki_der(key)}
             verified = sim.verify(Evidence("sim", report, certs), {sim.public_fingerprint(key)})
     except EvidenceError as exc:
         raise UserError(f"{args.evidence}: does not verify: {exc}") from None
