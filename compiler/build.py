@@ -8,10 +8,12 @@ directories gives byte-identical objects (tests/test_codegen_build.py).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
 import subprocess
+import sysconfig
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,13 @@ class Clang:
     version: tuple[int, int, int]
     version_text: str
 
+    def uapi_include_dir(self) -> str:
+        """The target's multiarch UAPI directory (<asm/types.h>, which <linux/bpf.h> includes).
+
+        -target bpf does not search it; Debian keeps it under the host
+        triple's multiarch name, e.g. /usr/include/x86_64-linux-gnu."""
+        return multiarch_include_dir(self.path)
+
 
 def _clang_version(path: str) -> tuple[tuple[int, int, int], str] | None:
     try:
@@ -43,6 +52,33 @@ def _clang_version(path: str) -> tuple[tuple[int, int, int], str] | None:
     if not m:
         return None
     return (int(m[1]), int(m[2]), int(m[3])), out.splitlines()[0].strip()
+
+
+# clang's architecture names that Debian's multiarch tuples spell otherwise.
+_MULTIARCH_CPU = {"i386": "i386", "i486": "i386", "i586": "i386", "i686": "i386", "armv7": "arm", "armv7l": "arm"}
+
+
+@functools.lru_cache(maxsize=None)
+def multiarch_include_dir(clang_path: str) -> str:
+    """/usr/include/<multiarch> of the clang's default (host) target, where <asm/types.h> is."""
+    try:
+        triple = subprocess.run([clang_path, "-dumpmachine"], capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        triple = ""
+    parts = triple.split("-")  # cpu-vendor-os[-env], e.g. x86_64-pc-linux-gnu, aarch64-unknown-linux-gnu
+    candidates = []
+    if len(parts) >= 3:
+        cpu = _MULTIARCH_CPU.get(parts[0], parts[0])
+        candidates.append("-".join([cpu] + [p for p in parts[1:] if p not in ("pc", "unknown")]))
+    multiarch = sysconfig.get_config_var("MULTIARCH")
+    if multiarch:
+        candidates.append(multiarch)
+    for name in candidates:
+        path = os.path.join("/usr/include", name)
+        if os.path.isfile(os.path.join(path, "asm", "types.h")):
+            return path
+    raise UserError(f"no <asm/types.h> for target {triple or 'unknown'} under /usr/include/"
+                    f"{{{','.join(candidates)}}}: install the Debian package `linux-libc-dev`")
 
 
 def find_clang() -> Clang:
@@ -68,8 +104,8 @@ def find_clang() -> Clang:
     )
 
 
-def compile_c(source: str, clang: Clang | None = None) -> bytes:
-    """Compile one C translation unit to a BPF object."""
+def compile_c(source: str, clang: Clang | None = None, *, include_dir: Path = INCLUDE_DIR) -> bytes:
+    """Compile one C translation unit to a BPF object (headers from `include_dir`)."""
     clang = clang or find_clang()
     with tempfile.TemporaryDirectory(prefix="sealnet-build-") as tmp:
         src = Path(tmp) / SOURCE_NAME
@@ -81,12 +117,12 @@ def compile_c(source: str, clang: Clang | None = None) -> bytes:
             "-O2", "-g",
             "-std=gnu11",
             "-Wall", "-Werror",
-            "-I", str(INCLUDE_DIR),
-            "-idirafter", "/usr/include/x86_64-linux-gnu",
+            "-I", str(include_dir),
+            "-idirafter", clang.uapi_include_dir(),
             f"-ffile-prefix-map={tmp}={SOURCE_ROOT}",
             f"-fdebug-prefix-map={tmp}={SOURCE_ROOT}",
-            f"-ffile-prefix-map={INCLUDE_DIR}={SOURCE_ROOT}/include",
-            f"-fdebug-prefix-map={INCLUDE_DIR}={SOURCE_ROOT}/include",
+            f"-ffile-prefix-map={include_dir}={SOURCE_ROOT}/include",
+            f"-fdebug-prefix-map={include_dir}={SOURCE_ROOT}/include",
             "-fdebug-compilation-dir=" + SOURCE_ROOT,
             "-c", SOURCE_NAME,
             "-o", obj.name,

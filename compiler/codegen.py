@@ -6,41 +6,17 @@ from importlib import resources
 from pathlib import Path
 
 from sealnet.compiler.ir import Policy
+from sealnet.contracts.abi import AES_DRIVERS
 from sealnet.compiler.tables import TableSet, build_tables
 
 TEMPLATE_DIR = Path(str(resources.files("sealnet.bpf_templates")))
 INCLUDE_DIR = TEMPLATE_DIR / "include"
 MAIN_TEMPLATE = "datapath.bpf.c.j2"
-PROGRAMS = ("sealnet_egress", "sealnet_ingress")
-
-# Mirrors bpf_templates/include/verdicts.h, slot order.
-VERDICTS: tuple[str, ...] = (
-    "allow_pass",
-    "deny_drop",
-    "seal_sent",
-    "seal_no_key_drop",
-    "seal_plaintext_drop",
-    "malformed_drop",
-    "arp_pass",
-    "ipv6_drop",
-    "other_l3_drop",
-    "fragment_drop",
-    "internal_drop",
-    "seal_bad_tag_drop",
-    "seal_unknown_key_drop",
-    "seal_replay_drop",
-    "seal_malformed_drop",
-    "seal_too_big_drop",
-)
-RULE_NONE = 0xFFFFFFFF
-SEAL_HEADER = "seal_datapath.h"  # written by the crypto engineer; used once it exists
+SEAL_HEADER = "seal_datapath.h"
 
 
 def seal_header_available() -> bool:
     return (INCLUDE_DIR / SEAL_HEADER).is_file()
-
-
-AES_DRIVERS = ("aes-fixed-time", "aes-generic")  # the kernel's constant-time one first: the default
 
 
 def render(policy: Policy, tables: TableSet | None = None, *, with_seal: bool | None = None,

@@ -43,11 +43,13 @@ import heapq
 from dataclasses import dataclass
 
 from sealnet.compiler.ir import ADDR_MAX, Action, Cube, IntervalSet, Packet, Policy
+from sealnet.contracts import abi
 
 KEY_MAX = (0xFF << 16) | 0xFFFF  # proto << 16 | dport
 MAX_RULES = 0xFFFF  # rule indices are stored as u16 (the last value is the default)
 
-ACTION_CODES: dict[Action, int] = {Action.DENY: 0, Action.ALLOW: 1, Action.SEAL: 2}
+# The rule_action table's codes: the data plane's enum sealnet_action, by name.
+ACTION_CODES: dict[Action, int] = {a: int(abi.Action[a.name]) for a in Action}
 
 
 class TableError(ValueError):

@@ -20,7 +20,6 @@ from typing import Iterable
 
 import z3
 
-from sealnet.compiler.codegen import PROGRAMS, RULE_NONE, VERDICTS
 from sealnet.compiler.ir import (
     ADDR_MAX,
     PORT_MAX,
@@ -35,21 +34,20 @@ from sealnet.compiler.ir import (
 )
 from sealnet.compiler.semantics import decide
 from sealnet.compiler.z3_encoding import PacketVars, match_pred
-from sealnet.contracts import libbpf
+from sealnet.contracts import abi, libbpf
+from sealnet.contracts.abi import PROGRAMS, RULE_NONE, Direction, Verdict
 
-TC_ACT_OK = 0
-TC_ACT_SHOT = 2
 ETH_P_IP = 0x0800
 SRC_PORT = 40000  # sport is not part of any match; a fixed ephemeral value
 
 # Expected verdict slot per action and direction when the object has no seal path.
 _EXPECTED_VERDICT = {
-    (Action.ALLOW, 0): "allow_pass",
-    (Action.ALLOW, 1): "allow_pass",
-    (Action.DENY, 0): "deny_drop",
-    (Action.DENY, 1): "deny_drop",
-    (Action.SEAL, 0): "seal_no_key_drop",
-    (Action.SEAL, 1): "seal_plaintext_drop",
+    (Action.ALLOW, Direction.EGRESS): Verdict.ALLOW_PASS,
+    (Action.ALLOW, Direction.INGRESS): Verdict.ALLOW_PASS,
+    (Action.DENY, Direction.EGRESS): Verdict.DENY_DROP,
+    (Action.DENY, Direction.INGRESS): Verdict.DENY_DROP,
+    (Action.SEAL, Direction.EGRESS): Verdict.SEAL_NO_KEY_DROP,
+    (Action.SEAL, Direction.INGRESS): Verdict.SEAL_PLAINTEXT_DROP,
 }
 
 
@@ -243,9 +241,9 @@ class LoadedDatapath:
     def __init__(self, object_bytes: bytes, name: str = "sealnet") -> None:
         self.obj = libbpf.BpfObject.open_memory(object_bytes, name)
         self.obj.load()
-        self.last = self.obj.map("last_decision")
-        self.rule_hits = self.obj.map("rule_hits")
-        self.verdict_hits = self.obj.map("verdict_hits")
+        self.last = self.obj.map(abi.LAST_DECISION_MAP)
+        self.rule_hits = self.obj.map(abi.RULE_HITS_MAP)
+        self.verdict_hits = self.obj.map(abi.VERDICT_HITS_MAP)
 
     def close(self) -> None:
         self.obj.close()
@@ -261,17 +259,19 @@ class LoadedDatapath:
         def hits(slot: int) -> int:
             return self.rule_hits.sum_percpu_u64(struct.pack("<I", slot))
 
-        return [(hits(r), hits(rule_count + 1 + r)) for r in range(rule_count + 1)]
+        return [(hits(abi.rule_slot(Direction.EGRESS, r, rule_count)), hits(abi.rule_slot(Direction.INGRESS, r, rule_count)))
+                for r in range(rule_count + 1)]
 
     def verdict_counts(self) -> dict[str, tuple[int, int]]:
         """(egress, ingress) frames per verdict name."""
-        n = len(VERDICTS)
         get = lambda slot: self.verdict_hits.sum_percpu_u64(struct.pack("<I", slot))  # noqa: E731
-        return {name: (get(i), get(n + i)) for i, name in enumerate(VERDICTS)}
+        return {v.label: (get(abi.verdict_slot(Direction.EGRESS, v)), get(abi.verdict_slot(Direction.INGRESS, v)))
+                for v in Verdict}
 
     def _last(self) -> list[tuple[int, int, int]]:
         values = self.last.lookup_percpu(b"\0\0\0\0") or []
-        return [struct.unpack("<QII", v[:16]) for v in values]
+        layout = abi.LAST_DECISION
+        return [(layout.read(v, "seq"), layout.read(v, "rule"), layout.read(v, "verdict")) for v in values]
 
     def run(self, program: str, frame: bytes, rule_count: int) -> Observation:
         before = self._last()
@@ -281,7 +281,7 @@ class LoadedDatapath:
         if len(changed) != 1:
             return Observation(result.retval, RULE_NONE, f"no record ({len(changed)} CPUs changed)")
         _, rule, verdict = changed[0]
-        name = VERDICTS[verdict] if verdict < len(VERDICTS) else f"verdict {verdict}"
+        name = Verdict(verdict).label if verdict in Verdict._value2member_map_ else f"verdict {verdict}"
         observed: int | None = None if rule == rule_count else rule
         return Observation(result.retval, observed, name)
 
@@ -300,10 +300,11 @@ def check_packets(policy: Policy, dp: LoadedDatapath, packets: Iterable[Packet],
     for packet in packets:
         expected = decide(policy, packet)
         frame = ipv4_frame(packet)
-        for direction, program in enumerate(PROGRAMS):
+        for direction, program in PROGRAMS.items():
             obs = dp.run(program, frame, len(policy.rules))
-            want_verdict = _EXPECTED_VERDICT[(expected.action, direction)]
-            want_ret = TC_ACT_OK if want_verdict.endswith("_pass") else TC_ACT_SHOT
+            expected_verdict = _EXPECTED_VERDICT[(expected.action, direction)]
+            want_verdict = expected_verdict.label
+            want_ret = abi.TC_ACT_OK if expected_verdict.passes else abi.TC_ACT_SHOT
             report.packets += 1
             if obs.rule != expected.rule_index or obs.verdict != want_verdict or obs.retval != want_ret:
                 report.mismatches.append(

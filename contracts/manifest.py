@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sealnet.contracts.abi import AES_DRIVERS
 from sealnet.contracts.libbpf import BpfObject
 
 MANIFEST_FORMAT = 1
 # The AEAD suites the data plane implements, by their names in a policy's `cipher` (docs/wire-format.md).
 CIPHER_SUITES = ("chacha20-poly1305", "aes-ccm")
 DEFAULT_CIPHER_SUITE = "chacha20-poly1305"  # no kfunc, constant time, and the fast one without AES-NI
-AES_IMPLEMENTATIONS = ("aes-fixed-time", "aes-generic")  # constant time by default
+AES_IMPLEMENTATIONS = AES_DRIVERS  # the manifest's aes_implementation: the data plane's AES drivers
 
 
 def canonical(value: Any) -> bytes:

@@ -63,8 +63,9 @@ def test_debug_info_and_paths_are_not_measured(tmp_path) -> None:
         work = tmp_path / d
         work.mkdir()
         (work / "x.c").write_text(source)
-        subprocess.run([find_clang().path, "-target", "bpf", "-O2", "-g", f"-I{include}",
-                        "-I/usr/include/x86_64-linux-gnu", "-c", str(work / "x.c"), "-o", str(work / "x.o")],
+        clang = find_clang()
+        subprocess.run([clang.path, "-target", "bpf", "-O2", "-g", f"-I{include}",
+                        "-I", clang.uapi_include_dir(), "-c", str(work / "x.c"), "-o", str(work / "x.o")],
                        check=True, capture_output=True, timeout=120)
         objects.append((work / "x.o").read_bytes())
     assert objects[0] != objects[1]  # the debug info records the paths

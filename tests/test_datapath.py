@@ -10,9 +10,10 @@ import struct
 import pytest
 
 from sealnet.compiler.build import build_object
-from sealnet.compiler.codegen import PROGRAMS, RULE_NONE
 from sealnet.compiler.ir import Packet
-from sealnet.compiler.validate import TC_ACT_OK, TC_ACT_SHOT, LoadedDatapath, ipv4_frame
+from sealnet.compiler.validate import LoadedDatapath, ipv4_frame
+from sealnet.contracts import abi
+from sealnet.contracts.abi import EGRESS_PROGRAM, INGRESS_PROGRAM, PROGRAMS, RULE_NONE, TC_ACT_OK, TC_ACT_SHOT
 from sealnet.contracts.libbpf import LibbpfError
 from policies import DOMAINS, HEADER, compile_ok
 
@@ -40,13 +41,14 @@ def dp():
         yield loaded
 
 
-def run(dp: LoadedDatapath, frame: bytes, program: str = "sealnet_egress"):
+def run(dp: LoadedDatapath, frame: bytes, program: str = EGRESS_PROGRAM):
     return dp.run(program, frame, N_RULES)
 
 
-@pytest.mark.parametrize("program", PROGRAMS)
-def test_rules_decide_and_count(dp: LoadedDatapath, program: str) -> None:
-    key = lambda rule: struct.pack("<I", PROGRAMS.index(program) * (N_RULES + 1) + rule)  # noqa: E731
+@pytest.mark.parametrize("direction", list(PROGRAMS))
+def test_rules_decide_and_count(dp: LoadedDatapath, direction: abi.Direction) -> None:
+    program = PROGRAMS[direction]
+    key = lambda rule: struct.pack("<I", abi.rule_slot(direction, rule, N_RULES))  # noqa: E731
     before = dp.rule_hits.sum_percpu_u64(key(0))
     obs = run(dp, ipv4_frame(Packet(A1, B1, 6, 40000, 80)), program)
     assert (obs.retval, obs.rule, obs.verdict) == (TC_ACT_OK, 0, "allow_pass")
@@ -141,7 +143,7 @@ def test_fragments(dp: LoadedDatapath) -> None:
 
 def test_verdict_counters_count_each_frame_once(dp: LoadedDatapath) -> None:
     def totals() -> int:
-        return sum(dp.verdict_hits.sum_percpu_u64(struct.pack("<I", k)) for k in range(2 * 11))
+        return sum(dp.verdict_hits.sum_percpu_u64(struct.pack("<I", k)) for k in range(abi.verdict_slot_count()))
 
     before = totals()
     frames = [ipv4_frame(Packet(A1, B1, 6, 1, p)) for p in (79, 80, 81)] + [b"\x00" * 14]
@@ -154,7 +156,7 @@ def test_rule_and_verdict_counts_read_like_iptables_v(dp: LoadedDatapath) -> Non
     before = dp.rule_counts(N_RULES)
     verdicts = dp.verdict_counts()
     for _ in range(3):
-        run(dp, ipv4_frame(Packet(C1, B1, 6, 1, 22)), "sealnet_ingress")
+        run(dp, ipv4_frame(Packet(C1, B1, 6, 1, 22)), INGRESS_PROGRAM)
     after = dp.rule_counts(N_RULES)
     assert after[4] == (before[4][0], before[4][1] + 3)
     assert [a for i, a in enumerate(after) if i != 4] == [b for i, b in enumerate(before) if i != 4]

@@ -4,6 +4,7 @@
 #ifndef SEALNET_KERNEL_TYPES_H
 #define SEALNET_KERNEL_TYPES_H
 
+#include <stddef.h>       /* offsetof */
 #include <linux/types.h>
 #include <linux/bpf.h> /* UAPI: struct __sk_buff, map types, helper ids */
 
@@ -47,7 +48,7 @@ struct tcphdr {
 	__be16 dest;
 	__be32 seq;
 	__be32 ack_seq;
-	__u16 flags; /* doff, reserved, flags: not read by the classifier */
+	__u16 flags; /* data offset (high nibble of the first byte), reserved, flags */
 	__be16 window;
 	__sum16 check;
 	__be16 urg_ptr;

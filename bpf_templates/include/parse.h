@@ -4,15 +4,12 @@
 #define SEALNET_PARSE_H
 
 #include "kernel_types.h"
-#include "verdicts.h"
+#include "ipv4.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-#define IPV4_MIN_HLEN 20
-#define IPV4_MAX_HLEN 60
-#define L4_PORTS_LEN  4
 /* Enough linear bytes for Ethernet, the longest IPv4 header and a TCP header. */
-#define PARSE_PULL_LEN (ETH_HLEN + IPV4_MAX_HLEN + 20)
+#define PARSE_PULL_LEN (ETH_HLEN + IPV4_MAX_HLEN + sizeof(struct tcphdr))
 
 struct packet {
 	__u32 src;   /* host byte order */
@@ -21,6 +18,9 @@ struct packet {
 	__u32 sport; /* 0 for protocols without ports */
 	__u32 dport;
 	__u32 later_fragment; /* non-first fragment: no L4 header, ports unknown */
+	__u32 fragment; /* any fragment: more fragments follow, or a non-zero offset */
+	__u32 ip_hlen;  /* IPv4 header length, options included */
+	__u32 ip_tot_len; /* IPv4 total length */
 };
 
 enum parse_status {
@@ -58,9 +58,9 @@ static __always_inline enum parse_status parse_packet(struct __sk_buff *skb, str
 	struct iphdr *ip = (void *)(eth + 1);
 	if ((void *)ip + IPV4_MIN_HLEN > data_end)
 		return PARSE_MALFORMED;
-	if ((ip->ihl_version >> 4) != 4)
+	if (ipv4_version(ip) != IPV4_VERSION)
 		return PARSE_MALFORMED;
-	__u32 hlen = (ip->ihl_version & 0x0F) * 4;
+	__u32 hlen = ipv4_hlen(ip);
 	if (hlen < IPV4_MIN_HLEN)
 		return PARSE_MALFORMED;
 	if ((void *)ip + hlen > data_end)
@@ -74,6 +74,9 @@ static __always_inline enum parse_status parse_packet(struct __sk_buff *skb, str
 	p->sport = 0;
 	p->dport = 0;
 	p->later_fragment = (bpf_ntohs(ip->frag_off) & IP_OFFSET) != 0;
+	p->fragment = (bpf_ntohs(ip->frag_off) & (IP_MF | IP_OFFSET)) != 0;
+	p->ip_hlen = hlen;
+	p->ip_tot_len = bpf_ntohs(ip->tot_len);
 	if (!has_ports(p->proto) || p->later_fragment)
 		return PARSE_IPV4;
 

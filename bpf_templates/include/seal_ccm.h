@@ -11,9 +11,12 @@
 #ifndef SEAL_CCM_H
 #define SEAL_CCM_H
 
+#include <linux/errno.h>
+#include "bits.h"
 #include "seal_crypto.h"
 
 #define AES_BLOCK 16
+#define CCM_KEY_LEN 16 /* AES-128 */
 #define CCM_TAG_LEN 16
 #define CCM_NONCE_LEN 13
 #ifndef CCM_MAX_PAYLOAD
@@ -31,8 +34,6 @@
 #define CCM_FLAGS_ADATA 0x40
 #define CCM_FLAGS_M ((CCM_TAG_LEN - 2) / 2 << 3)
 #define CCM_FLAGS_L (2 - 1)
-#define CCM_EINVAL 22
-#define CCM_EBADMSG 74
 
 _Static_assert(CCM_WIRE_HEAD + CCM_PAYLOAD_BLOCKS * AES_BLOCK + 2 * AES_BLOCK <= CCM_WIRE_LEN,
 	       "wire[] holds the header, whole payload blocks, the tag and padding");
@@ -50,21 +51,9 @@ struct ccm_scratch {
 
 #define CCM_PAYLOAD(s) (&(s)->wire[CCM_WIRE_HEAD])
 
-/* All ones when i < n, else zero: loops stay branch-free, so the verifier
- * walks each loop once instead of once per possible length. */
-/* Hide a value from clang's range analysis: it would otherwise drop a bound
- * check it can prove redundant, and the verifier, which cannot, needs it. */
-#define ccm_opaque(x) asm volatile("" : "+r"(x))
-
-static __always_inline __u64 ccm_mask(__u64 i, __u64 n)
-{
-	__s64 d = (__s64)i - (__s64)n;
-
-	/* Opaque, or clang turns the shift back into a compare and branch, and
-	 * the verifier would split its state on every length. */
-	ccm_opaque(d);
-	return (__u64)(d >> 63);
-}
+/* barrier_var() (libbpf) below hides a value from clang's range analysis: it
+ * would otherwise drop a bound check it can prove redundant, and the
+ * verifier, which cannot, needs it. */
 
 static __always_inline __u64 ccm_blocks(__u32 len)
 {
@@ -99,27 +88,27 @@ static __always_inline int ccm_cbc_mac(struct ccm_scratch *s, struct bpf_crypto_
 	s->mac_in[AES_BLOCK] = aad_len >> 8;
 	s->mac_in[AES_BLOCK + 1] = aad_len & 0xff;
 	for (i = 0; i < CCM_MAX_AAD; i++)
-		s->mac_in[AES_BLOCK + 2 + i] = aad[i] & (__u8)ccm_mask(i, aad_len);
+		s->mac_in[AES_BLOCK + 2 + i] = aad[i] & (__u8)mask_lt(i, aad_len);
 	for (i = AES_BLOCK + 2 + CCM_MAX_AAD; i < AES_BLOCK + CCM_AAD_AREA; i++)
 		s->mac_in[i] = 0;
 	mac_len = AES_BLOCK + (aad_len ? ((2 + aad_len + AES_BLOCK - 1) / AES_BLOCK) * AES_BLOCK : 0);
 	/* Bounded once here, so the loop below needs no exit the verifier would follow. */
 	if (mac_len > AES_BLOCK + CCM_AAD_AREA)
-		return -CCM_EINVAL;
+		return -EINVAL;
 
 	/* The payload, zero padded to whole blocks, after the associated data. */
 	for (i = 0; i < CCM_PAYLOAD_BLOCKS; i++) {
 		__u32 at = mac_len + i * AES_BLOCK;
-		__u64 m = ccm_mask(i, blocks);
+		__u64 m = mask_lt(i, blocks);
 		__u64 *from = (__u64 *)&s->wire[CCM_WIRE_HEAD + i * AES_BLOCK];
 		__u64 *to = (__u64 *)&s->mac_in[at];
 		to[0] = from[0] & m;
 		to[1] = from[1] & m;
 	}
 	mac_len += blocks * AES_BLOCK;
-	ccm_opaque(mac_len);
+	barrier_var(mac_len);
 	if (mac_len > CCM_MAC_MAX || mac_len < AES_BLOCK)
-		return -CCM_EINVAL;
+		return -EINVAL;
 
 	/* CBC-MAC: the last block of CBC with a zero IV. */
 	for (i = 0; i < AES_BLOCK; i++)
@@ -152,9 +141,9 @@ static __always_inline int ccm_keystream(struct ccm_scratch *s, struct bpf_crypt
 	}
 	/* 64-bit, so the register checked is the register passed (no 32-bit copy). */
 	__u64 ctr_len = (ccm_blocks(len) + 1) * AES_BLOCK;
-	ccm_opaque(ctr_len);
+	barrier_var(ctr_len);
 	if (ctr_len > CCM_CTR_MAX)
-		return -CCM_EINVAL;
+		return -EINVAL;
 	bpf_dynptr_from_mem(s->ctr, ctr_len, 0, &src);
 	bpf_dynptr_from_mem(s->keystream, ctr_len, 0, &dst);
 	return bpf_crypto_encrypt(ecb, &src, &dst, NULL);
@@ -166,7 +155,7 @@ static __always_inline void ccm_xor(struct ccm_scratch *s, __u32 len)
 	__u64 blocks = ccm_blocks(len);
 
 	for (__u32 i = 0; i < CCM_PAYLOAD_BLOCKS; i++) {
-		__u64 m = ccm_mask(i, blocks);
+		__u64 m = mask_lt(i, blocks);
 		__u64 *p = (__u64 *)&s->wire[CCM_WIRE_HEAD + i * AES_BLOCK];
 		__u64 *k = (__u64 *)&s->keystream[(i + 1) * AES_BLOCK];
 		p[0] ^= k[0] & m;
@@ -185,7 +174,7 @@ static __always_inline int ccm_seal(struct ccm_scratch *s, struct bpf_crypto_ctx
 	int err;
 
 	if (aad_len > CCM_MAX_AAD || len > CCM_MAX_PAYLOAD)
-		return -CCM_EINVAL;
+		return -EINVAL;
 	ccm_zero_tail(s, len);
 	err = ccm_cbc_mac(s, cbc, nonce, aad, aad_len, len, &last);
 	if (err)
@@ -195,7 +184,7 @@ static __always_inline int ccm_seal(struct ccm_scratch *s, struct bpf_crypto_ctx
 		return err;
 	ccm_xor(s, len);
 	if (last > CCM_MAC_MAX - AES_BLOCK)
-		return -CCM_EINVAL;
+		return -EINVAL;
 	/* U = T xor S_0 */
 	for (i = 0; i < CCM_TAG_LEN; i++) {
 		__u8 t = s->mac_out[last + i] ^ s->keystream[i];
@@ -207,7 +196,7 @@ static __always_inline int ccm_seal(struct ccm_scratch *s, struct bpf_crypto_ctx
 
 /* Open CCM_PAYLOAD(s)[0..len) in place, the tag read from right after the
  * ciphertext in wire[]. Returns 0 when the tag verifies (compared in
- * constant time), -CCM_EBADMSG when it does not, another negative errno on
+ * constant time), -EBADMSG when it does not, another negative errno on
  * failure. On any failure the payload must not be used. */
 static __always_inline int ccm_open(struct ccm_scratch *s, struct bpf_crypto_ctx *ecb,
 				    struct bpf_crypto_ctx *cbc, const __u8 *nonce,
@@ -219,7 +208,7 @@ static __always_inline int ccm_open(struct ccm_scratch *s, struct bpf_crypto_ctx
 	int err;
 
 	if (aad_len > CCM_MAX_AAD || len > CCM_MAX_PAYLOAD)
-		return -CCM_EINVAL;
+		return -EINVAL;
 	for (i = 0; i < CCM_TAG_LEN; i++)
 		s->tag[i] = s->wire[(CCM_WIRE_HEAD + len + i) & (CCM_WIRE_LEN - 1)];
 	err = ccm_keystream(s, ecb, nonce, len);
@@ -231,10 +220,10 @@ static __always_inline int ccm_open(struct ccm_scratch *s, struct bpf_crypto_ctx
 	if (err)
 		return err;
 	if (last > CCM_MAC_MAX - AES_BLOCK)
-		return -CCM_EINVAL;
+		return -EINVAL;
 	for (i = 0; i < CCM_TAG_LEN; i++)
 		diff |= s->tag[i] ^ s->mac_out[last + i] ^ s->keystream[i];
-	return diff ? -CCM_EBADMSG : 0;
+	return diff ? -EBADMSG : 0;
 }
 
 #endif /* SEAL_CCM_H */

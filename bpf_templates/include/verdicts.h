@@ -1,6 +1,10 @@
-/* Verdict counter slots; compiler/codegen.py VERDICTS mirrors this list. */
+/* What happened to a frame (one counter each: the drop reasons), a rule's
+ * action, the hook. contracts/abi.py holds the same names and values for the
+ * Python side; tests/test_abi.py checks them against the object's BTF. */
 #ifndef SEALNET_VERDICTS_H
 #define SEALNET_VERDICTS_H
+
+#include "kernel_types.h"
 
 enum sealnet_verdict {
 	V_ALLOW_PASS = 0,          /* allow rule: passed in plaintext */
@@ -26,5 +30,11 @@ enum sealnet_action { ACT_DENY = 0, ACT_ALLOW = 1, ACT_SEAL = 2 };
 enum sealnet_dir { DIR_EGRESS = 0, DIR_INGRESS = 1 };
 
 #define RULE_NONE 0xFFFFFFFFu /* last_decision.rule when no rule classified the frame */
+
+/* The TC action of a verdict: the *_PASS verdicts and a sealed or opened packet go on. */
+static __always_inline int verdict_action(enum sealnet_verdict verdict)
+{
+	return verdict == V_ALLOW_PASS || verdict == V_ARP_PASS || verdict == V_SEAL_SENT ? TC_ACT_OK : TC_ACT_SHOT;
+}
 
 #endif
