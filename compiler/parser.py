@@ -292,8 +292,11 @@ def _statement_chunks(text: str) -> list[tuple[int, str]]:
     if not starts or starts[0] != 0:
         starts.insert(0, 0)
     chunks = []
+    line = 0  # counted chunk by chunk: a count from the start each time is quadratic
     for begin, end in zip(starts, starts[1:] + [len(text)]):
-        chunks.append((text.count("\n", 0, begin), text[begin:end]))
+        chunk = text[begin:end]
+        chunks.append((line, chunk))
+        line += chunk.count("\n")
     return chunks
 
 
@@ -330,16 +333,29 @@ def parse_statements(text: str, file: str) -> tuple[list[ast.Statement], list[Di
     """
     statements: list[ast.Statement] = []
     diagnostics: list[Diagnostic] = []
-    for line_offset, chunk in _statement_chunks(text):
-        if not chunk.strip() or _only_comments(chunk):
-            continue
-        try:
-            tree = _lark().parse(chunk, start="statement")
-        except UnexpectedInput as exc:
-            diagnostics.append(_error_diagnostic(exc, chunk, file, line_offset))
-            continue
-        statements.append(_Builder(file, line_offset).transform(tree))
+    for line_offset, chunk in statement_chunks(text):
+        statement, error = parse_statement(chunk, file, line_offset)
+        if statement is not None:
+            statements.append(statement)
+        if error is not None:
+            diagnostics.append(error)
     return statements, diagnostics
+
+
+def statement_chunks(text: str) -> list[tuple[int, str]]:
+    """(line offset, text) of each statement-sized piece of a file, in order."""
+    return _statement_chunks(text)
+
+
+def parse_statement(chunk: str, file: str, line_offset: int = 0) -> tuple[ast.Statement | None, Diagnostic | None]:
+    """One chunk of `statement_chunks`: its statement, or its syntax error (both None: only comments)."""
+    if not chunk.strip() or _only_comments(chunk):
+        return None, None
+    try:
+        tree = _lark().parse(chunk, start="statement")
+    except UnexpectedInput as exc:
+        return None, _error_diagnostic(exc, chunk, file, line_offset)
+    return _Builder(file, line_offset).transform(tree), None
 
 
 def _only_comments(chunk: str) -> bool:

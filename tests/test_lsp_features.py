@@ -1,0 +1,345 @@
+"""The language server's features, driven as an editor drives them: `policyc lsp` over stdio (pytest-lsp).
+
+Every fix the server offers is applied to the text and re-checked here with
+`diff` (Z3) against the policy it claims to change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pygls")
+pytest_lsp = pytest.importorskip("pytest_lsp")
+
+from lsprotocol import types  # noqa: E402
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities  # noqa: E402
+
+from sealnet.compiler.diff import diff  # noqa: E402
+from sealnet.compiler.formatter import format_text  # noqa: E402
+from sealnet.compiler.frontend import compile_text  # noqa: E402
+from sealnet.compiler.lsp.fixes import Edit, apply  # noqa: E402
+from sealnet.compiler.parser import STATEMENT_KEYWORDS  # noqa: E402
+from sealnet.compiler.verify import verify  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from gen_policy import generate  # noqa: E402
+
+SERVER = [sys.executable, "-m", "sealnet.compiler.cli", "lsp"]
+URI = "file:///tmp/sealnet-lsp-test/t.policy"
+POLICY = """policy "t" version 1
+
+domain hospital { tee sev-snp; nodes 198.18.1.0/24 }
+domain lab      { tee tdx;     nodes 198.18.2.0/24, 198.18.3.0/24 }
+
+workflow genomics {
+  ingest: hospital port 7000
+  align:  lab      port {7001, 7100-7199}
+  ingest -> align tcp
+}
+
+rule lab_local: allow from lab to lab
+rule lab_web:   allow tcp from lab to lab port {80, 443}
+rule no_ssh:    deny tcp from lab to lab port 22
+rule to_align:  seal udp from hospital to genomics.align
+default deny
+
+assert never from hospital to lab port 22
+assert sealed from lab to lab
+"""
+# 0-based lines of POLICY
+LINE = {text.split(":")[0].split()[-1] if text.startswith("rule") else text: i
+        for i, text in enumerate(POLICY.split("\n"))}
+BROKEN = """polcy "x" versoin
+domain { tee; nodes 999.1.1.1/40, }
+domain a { tee quantum; nodes 10.0.0.0/8 }}
+workflow w { s: nowhere port 70000-1; s -> t udp; }
+rule : allow from to
+rule r1: seal icmp from a to w.s port 80
+rule r2 allow from {a, , b} to !!!
+assert maybe from a to a
+default reject
+\x00\x01 garbage ### "unterminated
+rule r3: deny from a to 10.0.0.0/33 port 5-1
+"""
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER))
+async def client(lsp_client: LanguageClient):
+    # VS Code's capabilities include code lens refresh; answer it as VS Code does.
+    lsp_client.feature(types.WORKSPACE_CODE_LENS_REFRESH)(lambda ls, params: None)
+    await lsp_client.initialize_session(types.InitializeParams(
+        capabilities=client_capabilities("visual-studio-code")))
+    yield
+    await lsp_client.shutdown_session()
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def open_document(client: LanguageClient, text: str, uri: str = URI, version: int = 1) -> None:
+    client.text_document_did_open(types.DidOpenTextDocumentParams(
+        text_document=types.TextDocumentItem(uri=uri, language_id="sealnet", version=version, text=text)))
+
+
+def change_document(client: LanguageClient, text: str, version: int, uri: str = URI) -> None:
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+        content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)]))
+
+
+async def published(client: LanguageClient, predicate, timeout: float = 60.0) -> types.PublishDiagnosticsParams:
+    """The first diagnostics notification from now on that satisfies `predicate`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no matching diagnostics")
+        params = await asyncio.wait_for(client.wait_for_notification("textDocument/publishDiagnostics"), remaining)
+        if predicate(params):
+            return params
+
+
+def codes(params: types.PublishDiagnosticsParams) -> set[str]:
+    return {str(d.code) for d in params.diagnostics}
+
+
+async def verified(client: LanguageClient, version: int = 1) -> types.PublishDiagnosticsParams:
+    return await published(client, lambda p: p.version == version and any(c.startswith("V") for c in codes(p)))
+
+
+def pos(line: int, text: str, needle: str, offset: int = 0) -> types.Position:
+    return types.Position(line=line, character=text.split("\n")[line].index(needle) + offset)
+
+
+def doc() -> types.TextDocumentIdentifier:
+    return types.TextDocumentIdentifier(uri=URI)
+
+
+def text_edits(edits: list[types.TextEdit]) -> tuple[Edit, ...]:
+    return tuple(Edit(e.range.start.line, e.range.start.character, e.range.end.line, e.range.end.character,
+                      e.new_text) for e in edits)
+
+
+async def hover_text(client: LanguageClient, position: types.Position) -> str:
+    result = await client.text_document_hover_async(types.HoverParams(text_document=doc(), position=position))
+    assert result is not None
+    return result.contents.value  # type: ignore[union-attr]
+
+
+# -- diagnostics ------------------------------------------------------------------------------
+@pytest.mark.asyncio
+async def test_checker_diagnostics_first_then_findings_with_related_rules(client: LanguageClient):
+    open_document(client, POLICY.replace("rule lab_local:", "rule lab_local: allow from lab to nowhere\nrule x:"))
+    first = await published(client, lambda p: True)
+    assert "E101" in codes(first)  # checker diagnostics do not wait for the verifier
+    change_document(client, POLICY, 2)
+    findings = await verified(client, 2)
+    by_code = {str(d.code): d for d in findings.diagnostics}
+    assert {"V301", "V302", "V310", "V311"} <= set(by_code)
+    assert by_code["V301"].range.start.line == LINE["no_ssh"]
+    related = by_code["V301"].related_information
+    assert related and related[0].location.range.start.line == LINE["lab_local"]
+    assert "for example tcp 198.18." in by_code["V310"].message  # the witness packet
+
+
+# -- hover --------------------------------------------------------------------------------------
+@pytest.mark.asyncio
+async def test_hover_expands_names_ports_and_rules(client: LanguageClient):
+    open_document(client, POLICY)
+    rule_line = LINE["lab_local"]
+    lab = await hover_text(client, pos(rule_line, POLICY, "lab to", 1))
+    assert "domain `lab`" in lab and "198.18.2.0/24, 198.18.3.0/24" in lab and "tdx" in lab
+    stage = await hover_text(client, pos(LINE["to_align"], POLICY, "genomics.align", 10))
+    assert "stage `genomics.align`" in stage and "7001, 7100-7199" in stage and "101 ports" in stage
+    ports = await hover_text(client, pos(LINE["lab_web"], POLICY, "{80"))
+    assert "80, 443" in ports and "2 ports" in ports and "tcp" in ports
+    await verified(client)
+    decides = await hover_text(client, pos(rule_line, POLICY, "allow"))
+    assert "allow" in decides and "decides" in decides and "198.18.2.0/23" in decides
+    shadowed = await hover_text(client, pos(LINE["no_ssh"], POLICY, "deny"))
+    assert "shadowed" in shadowed and "`lab_local`" in shadowed
+    lens = await client.text_document_code_lens_async(types.CodeLensParams(text_document=doc()))
+    titles = {lens_.range.start.line: lens_.command.title for lens_ in lens if lens_.command}
+    assert titles[LINE["assert never from hospital to lab port 22"]].startswith("✓ proved")
+    assert titles[LINE["assert sealed from lab to lab"]].startswith("✗ refuted: tcp 198.18.")
+    assert titles[LINE["  ingest -> align tcp"]].startswith("✗ refuted")
+
+
+@pytest.mark.asyncio
+async def test_hover_answers_within_50_ms_on_a_2000_rule_file(client: LanguageClient):
+    text = generate(2000)
+    open_document(client, text)
+    await verified(client)  # the server is idle again (benchmarks/bench_lsp.py also times it while busy)
+    line = next(i for i, ln in enumerate(text.split("\n")) if ln.startswith("rule r1500:"))
+    times = []
+    for where in ("to d", "allow", "deny", "port"):
+        if where in text.split("\n")[line]:
+            start = time.perf_counter()
+            assert await hover_text(client, pos(line, text, where, 4 if where == "to d" else 0))
+            times.append(time.perf_counter() - start)
+    assert sorted(times)[len(times) // 2] < 0.05
+
+
+# -- navigation ---------------------------------------------------------------------------------
+@pytest.mark.asyncio
+async def test_definition_references_and_rename(client: LanguageClient):
+    open_document(client, POLICY)
+    at_use = pos(LINE["lab_local"], POLICY, "lab to", 1)
+    found = await client.text_document_definition_async(types.DefinitionParams(text_document=doc(), position=at_use))
+    assert [loc.range.start.line for loc in found] == [LINE['domain lab      { tee tdx;     nodes 198.18.2.0/24, 198.18.3.0/24 }']]  # type: ignore[union-attr]
+    refs = await client.text_document_references_async(types.ReferenceParams(
+        text_document=doc(), position=at_use, context=types.ReferenceContext(include_declaration=True)))
+    expected = 1 + 1 + 2 * 3 + 3  # definition, stage placement, three rules, the asserts
+    assert len(refs) == expected
+    stage_use = pos(LINE["to_align"], POLICY, "genomics.align", 10)
+    found = await client.text_document_definition_async(types.DefinitionParams(text_document=doc(), position=stage_use))
+    assert found[0].range.start.line == LINE["  align:  lab      port {7001, 7100-7199}"]  # type: ignore[index]
+
+    edit = await client.text_document_rename_async(types.RenameParams(
+        text_document=doc(), position=at_use, new_name="laboratory"))
+    renamed = apply(POLICY, text_edits(edit.changes[URI]))  # type: ignore[union-attr]
+    assert renamed.count("laboratory") == expected and " lab " not in renamed
+    old, _ = compile_text(POLICY, "old")
+    new, diags = compile_text(renamed, "new")
+    assert new is not None and not [d for d in diags if d.severity.value == "error"]
+    assert diff(old, new).equivalent  # a rename changes no decision
+
+    stage_edit = await client.text_document_rename_async(types.RenameParams(
+        text_document=doc(), position=stage_use, new_name="aligner"))
+    renamed = apply(POLICY, text_edits(stage_edit.changes[URI]))  # type: ignore[union-attr]
+    assert "aligner:  lab" in renamed and "genomics.aligner" in renamed and "ingest -> aligner" in renamed
+    assert compile_text(renamed, "new")[0] is not None
+
+    refused = await client.text_document_rename_async(types.RenameParams(
+        text_document=doc(), position=at_use, new_name="hospital"))
+    assert refused is None  # would merge two domains
+
+
+@pytest.mark.asyncio
+async def test_symbols_completion_tokens_and_formatting(client: LanguageClient):
+    messy = POLICY.replace("rule lab_local: allow from lab to lab", "rule   lab_local :allow   from lab  to lab;")
+    open_document(client, messy)
+    outline = await client.text_document_document_symbol_async(types.DocumentSymbolParams(text_document=doc()))
+    names = [s.name for s in outline]  # type: ignore[union-attr]
+    assert names[:4] == ['policy "t"', "hospital", "lab", "genomics"] and "no_ssh" in names
+    workflow = next(s for s in outline if s.name == "genomics")  # type: ignore[union-attr]
+    assert [c.name for c in workflow.children] == ["ingest", "align", "ingest -> align"]  # type: ignore[union-attr]
+
+    items = await client.text_document_completion_async(types.CompletionParams(
+        text_document=doc(), position=types.Position(line=LINE["no_ssh"], character=len("rule no_ssh:    deny tcp from "))))
+    labels = {i.label for i in (items.items if isinstance(items, types.CompletionList) else items)}  # type: ignore[union-attr]
+    assert {"hospital", "lab", "genomics.align", "genomics.ingest", "any", "port"} <= labels
+    start = await client.text_document_completion_async(types.CompletionParams(
+        text_document=doc(), position=types.Position(line=LINE[""], character=0)))
+    assert {i.label for i in start} == set(STATEMENT_KEYWORDS)  # type: ignore[union-attr]
+
+    tokens = await client.text_document_semantic_tokens_full_async(types.SemanticTokensParams(text_document=doc()))
+    assert tokens is not None and len(tokens.data) % 5 == 0 and len(tokens.data) > 5 * 40
+
+    edits = await client.text_document_formatting_async(types.DocumentFormattingParams(
+        text_document=doc(), options=types.FormattingOptions(tab_size=2, insert_spaces=True)))
+    assert edits and apply(messy, text_edits(edits)) == format_text(messy)
+
+
+# -- fixes ---------------------------------------------------------------------------------------
+@pytest.mark.asyncio
+async def test_each_fix_is_what_diff_says(client: LanguageClient):
+    open_document(client, POLICY)
+    await verified(client)
+    old, _ = compile_text(POLICY, "old")
+    assert old is not None
+    offered = {}
+    for _ in range(100):  # the fixes follow the findings; wait for all three
+        result = await client.text_document_code_action_async(types.CodeActionParams(
+            text_document=doc(), range=types.Range(start=types.Position(line=0, character=0),
+                                                   end=types.Position(line=40, character=0)),
+            context=types.CodeActionContext(diagnostics=[])))
+        offered = {a.title.split()[0]: a for a in result or [] if isinstance(a, types.CodeAction)}
+        if len(offered) == 3:
+            break
+        await asyncio.sleep(0.1)
+    assert set(offered) == {"Delete", "Move", "Add"}
+    for verb, action in offered.items():
+        assert "proved by diff" in action.title
+        fixed = apply(POLICY, text_edits(action.edit.changes[URI]))  # type: ignore[union-attr]
+        new, diags = compile_text(fixed, "fixed")
+        assert new is not None, diags
+        result = diff(old, new)
+        assert not result.truncated
+        if verb == "Delete":
+            assert "lab_web" not in fixed and result.equivalent
+        elif verb == "Move":
+            assert fixed.index("rule no_ssh") < fixed.index("rule lab_local")
+            assert result.differences and all(d.new_rule == "no_ssh" for d in result.differences)
+        else:
+            assert result.differences and all(d.new_action.value == "seal" for d in result.differences)
+            assert not [f for f in verify(new).findings if f.kind == "workflow-blocked"]
+
+
+@pytest.mark.asyncio
+async def test_no_fix_is_offered_for_a_text_that_was_not_verified(client: LanguageClient):
+    open_document(client, POLICY)
+    await verified(client)
+    change_document(client, POLICY + "\n# edited\n", 2)
+    result = await client.text_document_code_action_async(types.CodeActionParams(
+        text_document=doc(), range=types.Range(start=types.Position(line=0, character=0),
+                                               end=types.Position(line=40, character=0)),
+        context=types.CodeActionContext(diagnostics=[])))
+    assert not result  # the proof was for version 1 only
+
+
+# -- cancellation ----------------------------------------------------------------------------------
+@pytest.mark.asyncio
+async def test_a_new_edit_cancels_a_slow_verification(client: LanguageClient):
+    slow = generate(2000)
+    open_document(client, slow)
+    await published(client, lambda p: p.version == 1)
+    await asyncio.sleep(0.6)  # past the debounce: the worker is busy with version 1
+    edited = slow.replace("default deny", "rule added: deny tcp from d1 to d2 port 9\ndefault deny")
+    change_document(client, edited, 2)
+    final = await published(client, lambda p: p.version == 2 and any(str(c).startswith("V") for c in codes(p)),
+                            timeout=120)
+    assert final.version == 2
+    logs = [m.message for m in client.log_messages]
+    assert any("version 1 cancelled" in m for m in logs)
+    assert not any("verified" in m and "version 1 " in m for m in logs)
+    assert any("verified" in m and "version 2 " in m for m in logs)
+
+
+# -- broken input ----------------------------------------------------------------------------------
+@pytest.mark.asyncio
+async def test_every_request_on_a_broken_document_answers(client: LanguageClient):
+    open_document(client, BROKEN)
+    first = await published(client, lambda p: True)
+    assert first.diagnostics  # syntax errors, each statement on its own
+    lines = BROKEN.split("\n")
+    rnd = random.Random(14)
+    positions = [types.Position(line=rnd.randrange(len(lines) + 2), character=rnd.randrange(60)) for _ in range(40)]
+    positions += [types.Position(line=i, character=j) for i in range(len(lines)) for j in (0, 5, 12)]
+    for p in positions:
+        await client.text_document_hover_async(types.HoverParams(text_document=doc(), position=p))
+        await client.text_document_definition_async(types.DefinitionParams(text_document=doc(), position=p))
+        await client.text_document_references_async(types.ReferenceParams(
+            text_document=doc(), position=p, context=types.ReferenceContext(include_declaration=True)))
+        await client.text_document_rename_async(types.RenameParams(text_document=doc(), position=p, new_name="zz"))
+        await client.text_document_completion_async(types.CompletionParams(text_document=doc(), position=p))
+    await client.text_document_document_symbol_async(types.DocumentSymbolParams(text_document=doc()))
+    await client.text_document_semantic_tokens_full_async(types.SemanticTokensParams(text_document=doc()))
+    assert not await client.text_document_formatting_async(types.DocumentFormattingParams(
+        text_document=doc(), options=types.FormattingOptions(tab_size=2, insert_spaces=True)))
+    await client.text_document_code_lens_async(types.CodeLensParams(text_document=doc()))
+    await client.text_document_code_action_async(types.CodeActionParams(
+        text_document=doc(), range=types.Range(start=types.Position(line=0, character=0),
+                                               end=types.Position(line=20, character=0)),
+        context=types.CodeActionContext(diagnostics=[])))
+    # Edits that break and mend the text, one character at a time, then a request on a good text.
+    for i in range(1, 30):
+        change_document(client, POLICY[: len(POLICY) * i // 30], i + 1)
+    change_document(client, POLICY, 40)
+    await verified(client, 40)
+    assert "domain `lab`" in await hover_text(client, pos(LINE["lab_local"], POLICY, "lab to", 1))
+    assert not [m for m in client.log_messages if m.type == types.MessageType.Error]
