@@ -14,7 +14,8 @@ STAMP := $(VENV)/.sealnet-installed
 # namespace and interface names).
 WORKERS ?= 2
 PYTEST_ARGS ?=
-APT_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool iproute2 ethtool iperf3 tcpdump
+# wireguard-go, wireguard-tools and stunnel4: the peers benchmarks/bench_compare.py measures against.
+APT_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool iproute2 ethtool iperf3 tcpdump wireguard-go wireguard-tools stunnel4
 
 .PHONY: setup apt venv demo test test-serial bench clean
 
@@ -40,7 +41,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[test,lsp,demo]'
+	$(BIN)/python -m pip install -q -e '.[test,lsp,demo,bench]'
 	@touch $@
 
 # Exit code 5 means "no tests collected": report it loudly and keep it a failure.
@@ -61,7 +62,7 @@ demo: setup
 
 # Each benchmark prints its figures as ratios against a baseline measured in the same run.
 bench: setup
-	@for b in bench_lint bench_verify bench_datapath bench_seal; do \
+	@for b in bench_lint bench_verify bench_datapath bench_seal bench_compare; do \
 		echo "== $$b"; $(BIN)/python benchmarks/$$b.py; done
 
 clean:
