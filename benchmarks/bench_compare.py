@@ -65,7 +65,7 @@ from sealnet.compiler.build import build_object, compile_c, find_clang  # noqa: 
 from sealnet.compiler.frontend import compile_text  # noqa: E402
 from sealnet.contracts.libbpf import BpfObject  # noqa: E402
 from sealnet.contracts.manifest import AES_IMPLEMENTATIONS, CIPHER_SUITES  # noqa: E402
-from sealnet.runtime import interface, node, seal_keys  # noqa: E402
+from sealnet.runtime import interface, node, seal_keys, seal_wire  # noqa: E402
 from sealnet.runtime.netns import Topology, popen, run, run_in_netns  # noqa: E402
 from sealnet.runtime.packets import ETH, udp  # noqa: E402
 
@@ -77,6 +77,7 @@ WG_NET = ("10.99.0.1", "10.99.0.2")
 WG_PORT = 51820
 RR_BYTES = 64
 TC_ACT_OK = 0
+SUITE_BYTE_OFFSET = 14 + 20 + 8 + 1  # Ethernet, IPv4, UDP, then the seal header's version byte
 PLAIN = "plaintext (system)"
 PLAIN_IFACE = "plaintext (sealnet iface)"
 WAIT_S = 5.0
@@ -163,6 +164,11 @@ def seal_open_costs(variant: Variant, samples: int, reps: int, state_dir: str) -
             programs[role] = (obj.program("sealnet_egress"), obj.program("sealnet_ingress"))
         egress_a, _ = programs["a"]
         _, ingress_b = programs["b"]
+        # The suite byte of a sealed packet says which AEAD the object really runs.
+        sealed = _one_run_ns(egress_a, ETH + udp(IP_A, IP_B, bytes(64)))[1]
+        suite = sealed[SUITE_BYTE_OFFSET]
+        if suite != seal_wire.SUITE_BY_NAME[variant.suite].id:
+            raise RuntimeError(f"the object seals with suite id {suite}, not {variant.suite}'s")
         for size in SIZES:
             payload = os.urandom(size)
             plain, seal, opened = [], [], []
