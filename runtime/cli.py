@@ -12,7 +12,7 @@ import sys
 
 from sealnet.compiler.cli import register_commands, run
 
-COMMANDS = ("node", "attest", "controlplane")
+COMMANDS = ("node", "attest", "controlplane", "cluster")
 
 
 def build_parser() -> argparse.ArgumentParser:
