@@ -80,6 +80,7 @@ class SealSuite(IntEnum):
     """enum seal_suite (C names SEAL_SUITE_<NAME>): the suite byte of the seal header."""
 
     AES_128_CCM = 1
+    CHACHA20_POLY1305 = 2
 
 
 class SealFormat(IntEnum):
@@ -148,8 +149,8 @@ SEAL_CONFIG_MAP = "seal_config"  # struct seal_config at key 0
 SEAL_SEQ_MAP = "seal_seq"
 SEAL_SCRATCH_MAP = "seal_scratch"
 SEAL_REPLAY_MAP = "seal_replay"
-SEAL_INSTALL_MAPS = (SEAL_KEYS_MAP, SEAL_TX_MAP, SEAL_CONFIG_MAP)  # what key installation writes
-SEAL_MAPS = SEAL_INSTALL_MAPS + (SEAL_SEQ_MAP, SEAL_SCRATCH_MAP, SEAL_REPLAY_MAP)
+SEAL_INSTALL_MAPS = (SEAL_KEYS_MAP, SEAL_TX_MAP, SEAL_CONFIG_MAP, SEAL_SEQ_MAP)  # what key installation writes
+SEAL_MAPS = SEAL_INSTALL_MAPS + (SEAL_SCRATCH_MAP, SEAL_REPLAY_MAP)
 DATAPATH_MAPS = (RULE_HITS_MAP, VERDICT_HITS_MAP, LAST_DECISION_MAP)
 
 

@@ -16,20 +16,22 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-VERSION = 1
-SUITE_AES_128_CCM = 1
-SUITE_CHACHA20_POLY1305 = 2
-HEADER_LEN = 16
-TAG_LEN = 16
-OVERHEAD = HEADER_LEN + TAG_LEN
-NONCE_SLICE = slice(3, 16)
+from sealnet.contracts import abi
+
+# The format's numbers are the data plane's (contracts/abi.py, checked against its BTF).
+VERSION = abi.SEAL_VERSION
+SUITE_AES_128_CCM = int(abi.SealSuite.AES_128_CCM)
+SUITE_CHACHA20_POLY1305 = int(abi.SealSuite.CHACHA20_POLY1305)
+HEADER_LEN = abi.SEAL_HDR_LEN
+TAG_LEN = abi.SEAL_TAG_LEN
+OVERHEAD = abi.SEAL_OVERHEAD
+NONCE_SLICE = abi.SEAL_NONCE
 PAIR_KEY_LEN = 32
 DIRECTION_KEY_LEN = 16  # AES-128-CCM's; each suite's is Suite.key_len
 KDF_SALT = b"sealnet/v1"
 KDF_LABEL = b"sealnet/v1 aes-128-ccm "
-WINDOW_WORDS = 16
-WINDOW_BITS = WINDOW_WORDS * 64
-WINDOW = WINDOW_BITS - 64  # sequences below top that can still be accepted
+WINDOW_WORDS = abi.SEAL_REPLAY_WORDS
+WINDOW = abi.SEAL_REPLAY_WINDOW  # sequences below top that can still be accepted
 IPPROTO_TCP, IPPROTO_UDP = 6, 17
 IP_MF, IP_OFFSET = 0x2000, 0x1FFF
 

@@ -22,6 +22,7 @@ from sealnet.runtime import node  # noqa: E402
 from sealnet.runtime.cli import main as sealnet  # noqa: E402
 from sealnet.runtime.netns import Topology, run_in_netns  # noqa: E402
 from sealnet.runtime.seal_keys import format_key_file  # noqa: E402
+from sealnet.runtime.seal_wire import PAIR_KEY_LEN  # noqa: E402
 
 POLICY = '''policy "demo" version 1
 domain hospital { tee sev-snp; nodes 198.18.0.1/32 }
@@ -63,7 +64,7 @@ def main() -> int:
         node.STATE_DIR = os.path.join(tmp, "state")
         policy, auth, bundle = Path(tmp, "demo.policy"), Path(tmp, "authority.key"), Path(tmp, "demo.bundle")
         policy.write_text(POLICY)
-        pair_key = os.urandom(32)
+        pair_key = os.urandom(PAIR_KEY_LEN)
         key_files = []
         for sender in (101, 202):  # one sender id per node: nonces never repeat across them
             path = Path(tmp, f"node{sender}.keys")

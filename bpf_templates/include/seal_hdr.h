@@ -18,6 +18,7 @@ struct seal_hdr {
 
 enum seal_suite {
 	SEAL_SUITE_AES_128_CCM = 1,
+	SEAL_SUITE_CHACHA20_POLY1305 = 2,
 };
 
 enum seal_format {
