@@ -28,7 +28,7 @@ MAX_CERT = 16 * 1024
 MAX_LOG = 64
 LOG_KINDS = ("bundle", "agent", "config")
 DIGEST_RE = re.compile(r"^sha384:[0-9a-f]{96}$")
-BUNDLE_REGISTER = 2  # TDX RTMR the node agent extends with the bundle measurement
+BUNDLE_REGISTER = 3  # TDX RTMR the node agent extends with the bundle measurement (RTMR3: free for the guest)
 
 
 class EvidenceError(ValueError):
