@@ -219,7 +219,7 @@ def _agent_ready(process: Process) -> bool:
 
 
 def up(policy_path: str, nodes_per_domain: int, state_dir: str, *, key_source: str = "static",
-       cipher_suite: str | None = None, observer: Observer | None = None, timeout: float = 120.0) -> ClusterState:
+       observer: Observer | None = None, timeout: float = 120.0) -> ClusterState:
     """Bring the cluster up; on failure everything is taken down again and
     the error re-raised."""
     observer = observer or Quiet()
@@ -238,7 +238,7 @@ def up(policy_path: str, nodes_per_domain: int, state_dir: str, *, key_source: s
     state.layout = topology.plan(policy, nodes_per_domain, state.cluster_id)
     state.save()
     try:
-        _up(state, policy, observer, cipher_suite, timeout)
+        _up(state, policy, observer, timeout)
     except BaseException:
         down(state_dir, keep_logs=True)  # the logs say why
         raise
@@ -247,7 +247,7 @@ def up(policy_path: str, nodes_per_domain: int, state_dir: str, *, key_source: s
     return state
 
 
-def _up(state: ClusterState, policy: Policy, observer: Observer, cipher_suite: str | None, timeout: float) -> None:
+def _up(state: ClusterState, policy: Policy, observer: Observer, timeout: float) -> None:
     layout = state.layout
     assert layout is not None
     with _Phase(state, observer, "bundle") as phase:
@@ -257,8 +257,6 @@ def _up(state: ClusterState, policy: Policy, observer: Observer, cipher_suite: s
         state.bundle = state.file("bundle.snb")
         argv = [_tool("policyc"), "compile", state.policy, "-o", state.bundle, "--sign-key", authority,
                 "--format", "json"]
-        if cipher_suite:
-            argv += ["--cipher-suite", cipher_suite]
         out = json.loads(_run(argv, "policyc compile"))
         phase.detail = f"{policy.name} version {policy.version}, measurement {out['measurement'][:23]}..."
 

@@ -24,7 +24,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help=f"where the cluster is recorded (default {DEFAULT_STATE_DIR})")
     up.add_argument("--keys", dest="key_source", choices=KEY_SOURCES, default=KEY_SOURCES[0],
                     help="where nodes take their keys from (static: key files the cluster writes)")
-    up.add_argument("--cipher-suite", help="passed to policyc compile")
     up.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS")
     up.add_argument("--format", choices=("text", "json"), default="text")
     up.set_defaults(func=run_up)
@@ -85,7 +84,7 @@ def run_up(args: argparse.Namespace) -> int:
     display = _Display(args.format == "text")
     try:
         state = lifecycle.up(args.policy, args.nodes, os.path.abspath(args.state), key_source=args.key_source,
-                             cipher_suite=args.cipher_suite, observer=display, timeout=args.timeout)
+                             observer=display, timeout=args.timeout)
     finally:
         display.close()
     layout = state.layout
