@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sealnet.compiler.build import build_object  # noqa: E402
 from sealnet.compiler.frontend import compile_text  # noqa: E402
+from sealnet.contracts import abi  # noqa: E402
 from sealnet.runtime import node, seal_keys, seal_wire  # noqa: E402
 from sealnet.contracts.libbpf import BpfObject  # noqa: E402
 from sealnet.runtime.netns import Topology, popen, run, run_in_netns  # noqa: E402
@@ -52,8 +53,6 @@ rule ba: allow plaintext from b to a
 '''
 IP_A, IP_B = "198.18.0.1", "198.18.0.2"
 SIZES = (64, 512, 1400)
-DRIVERS = ("aes-fixed-time", "aes-generic")
-TC_ACT_OK = 0
 
 
 def _policy(text: str):  # type: ignore[no-untyped-def]
@@ -63,7 +62,7 @@ def _policy(text: str):  # type: ignore[no-untyped-def]
     return policy
 
 
-def _key_file(pair_key: bytes, sender: int) -> seal_keys.KeyFile:
+def _key_file(pair_key: bytes, sender: int | None) -> seal_keys.KeyFile:
     return seal_keys.parse_key_file(seal_keys.format_key_file(sender, {("a", "b"): {"current": (1, pair_key)}}))
 
 
@@ -72,7 +71,7 @@ def _median_ns(prog, frames: list[bytes]) -> float:  # type: ignore[no-untyped-d
     times = []
     for f in frames:
         result = prog.test_run(f, data_size_out=4096)
-        if result.retval != TC_ACT_OK:
+        if result.retval != abi.TC_ACT_OK:
             raise SystemExit(f"{prog.name}: a benchmark packet was dropped (retval {result.retval})")
         times.append(result.duration_ns)
     return float(statistics.median(times))
@@ -80,18 +79,17 @@ def _median_ns(prog, frames: list[bytes]) -> float:  # type: ignore[no-untyped-d
 
 def kernel_costs(samples: int, state_dir: str) -> list[dict[str, object]]:
     rows = []
-    for driver in DRIVERS:
+    for driver in abi.AES_DRIVERS:
         obj = BpfObject.open_memory(build_object(_policy(SEALED), aes_implementation=driver), "bench")
         obj.load()
         try:
-            pair_key = os.urandom(32)
+            pair_key = os.urandom(seal_wire.PAIR_KEY_LEN)
             handles = node.seal_handles(obj)
             assert handles is not None
-            seal_keys.install(handles, _key_file(pair_key, int.from_bytes(os.urandom(3), "big") + 1),
-                              {"a": 1, "b": 2}, program_id=obj.program("sealnet_egress").info().id,
-                              state_dir=state_dir)
+            seal_keys.install(handles, _key_file(pair_key, None), {"a": 1, "b": 2},
+                              sender=int.from_bytes(os.urandom(3), "big") + 1, ledger_dir=state_dir)
             open_key = seal_wire.direction_key(pair_key, "b", "a", 1)
-            egress, ingress = obj.program("sealnet_egress"), obj.program("sealnet_ingress")
+            egress, ingress = obj.program(abi.EGRESS_PROGRAM), obj.program(abi.INGRESS_PROGRAM)
             for size in SIZES:
                 payload = os.urandom(size)
                 plain = ETH + udp(IP_A, IP_B, payload, dport=9999)
@@ -170,7 +168,7 @@ def _iperf_mbit(ns_a: str, ns_b: str, seconds: int) -> float:
 
 def veth_figures(policy_text: str, sealed: bool, seconds: int, pings: int, state_dir: str) -> dict[str, float]:
     obj = build_object(_policy(policy_text))
-    pair_key = os.urandom(32)
+    pair_key = os.urandom(seal_wire.PAIR_KEY_LEN)
     with Topology() as topo:
         ns_a, ns_b, veth = topo.pair("198.18.0.0/30")
         loaded = []
@@ -184,7 +182,7 @@ def veth_figures(policy_text: str, sealed: bool, seconds: int, pings: int, state
                     "tcp_mbit_s": round(_iperf_mbit(ns_a, ns_b, seconds), 1)}
         finally:
             for iface, ns in loaded:
-                node.unload(iface, ns)
+                node.unload(iface, ns, open_sealed_flows=True)
 
 
 def main() -> int:

@@ -22,6 +22,12 @@ def build_manifest(policy: Policy, object_bytes: bytes, tables: Any, *, clang_ve
             for d in policy.domains
         ],
         "peers": list(policy.peers),
+        # Each counter slot's rule and source line, so a node can trace any drop to the line
+        # that caused it (rule index N is the default).
+        "rules": [{"index": r.index, "name": r.name, "action": r.action.value, "line": r.span.line}
+                  for r in policy.rules]
+        + [{"index": len(policy.rules), "name": "default", "action": policy.default.value,
+            "line": policy.default_span.line if policy.default_span else 0}],
         "cipher_suite": cipher_suite,
         "aes_implementation": aes_implementation,
         "toolchain": {"policyc": "0.1.0", "clang": clang_version},

@@ -393,6 +393,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "bpf_map__key_size": ([c_void_p], c_uint32),
         "bpf_map__value_size": ([c_void_p], c_uint32),
         "bpf_map__max_entries": ([c_void_p], c_uint32),
+        "bpf_map__reuse_fd": ([c_void_p, c_int], c_int),
         "bpf_map_create": (
             [c_int, c_char_p, c_uint32, c_uint32, c_uint32, ctypes.POINTER(_BpfMapCreateOpts)],
             c_int,
@@ -962,6 +963,19 @@ class BpfObject:
             )
             m = lib.bpf_object__next_map(ptr, m)
         return out
+
+    def reuse_map(self, name: str, fd: int) -> None:
+        """Before load: make map `name` the existing map `fd` (same layout), e.g. a pinned one
+        whose contents must survive a reload."""
+        ptr = self._require_open()
+        lib = _lib()
+        m = lib.bpf_object__next_map(ptr, None)
+        while m:
+            if lib.bpf_map__name(m).decode() == name:
+                _check(lib.bpf_map__reuse_fd(m, fd), f"reuse map {name!r}")
+                return
+            m = lib.bpf_object__next_map(ptr, m)
+        raise KeyError(f"BPF object {self.name!r} has no map {name!r}")
 
     def map(self, name: str) -> Map:
         for m in self.maps():

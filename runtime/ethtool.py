@@ -90,11 +90,16 @@ def set_features(ifname: str, wanted: Mapping[str, bool], *, netns: str | None =
         raise EthtoolError(f"feature(s) {', '.join(stuck)} on {ifname!r} did not change (dependent features?)", errno.EIO)
 
 
+def active_segmentation_offloads(ifname: str, *, netns: str | None = None) -> list[str]:
+    """The segmentation and receive-coalescing features that are on now."""
+    return [f.name for f in features(ifname, netns=netns).values() if _is_segmentation(f.name) and f.active]
+
+
 def disable_segmentation_offloads(ifname: str, *, netns: str | None = None) -> list[str]:
     """Every segmentation and receive-coalescing feature off (GSO, all TSO
     variants, GRO, LRO, ...): each packet the TC program sees is one wire
     packet. Returns the names switched off; raises if one cannot be."""
-    active = [f.name for f in features(ifname, netns=netns).values() if _is_segmentation(f.name) and f.active]
+    active = active_segmentation_offloads(ifname, netns=netns)
     if active:
         set_features(ifname, {name: False for name in active}, netns=netns)
     return active

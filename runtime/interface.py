@@ -29,10 +29,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from sealnet.contracts.abi import SEAL_OVERHEAD  # 16-byte seal header + 16-byte tag
 from sealnet.runtime import ethtool, rps
 from sealnet.runtime.netns import get_mtu, iproute
 
-SEAL_OVERHEAD = 32  # 16-byte seal header + 16-byte tag (docs/wire-format.md)
 RTAX_MTU = "RTAX_MTU"
 RTAX_CC_ALGO = "RTAX_CC_ALGO"
 # Loss-based congestion controls without internal pacing, best first; reno is always built in.
@@ -105,19 +105,43 @@ def unpaced_congestion_control() -> str:
     return next((cc for cc in UNPACED_CONGESTION_CONTROLS if cc in available), "reno")
 
 
-def prepare(iface: str, netns: str | None = None) -> InterfaceChange:
-    """Offloads off and route MTUs lowered; raises (after undoing) on failure."""
-    change = InterfaceChange(iface, netns)
+def plan(iface: str, netns: str | None = None) -> InterfaceChange:
+    """What `apply` will change, read before anything changes (so a record of it can be kept first).
+
+    A load writes this record durably before applying it: a load killed half
+    way through is undone from the record, with nothing left changed."""
+    change = InterfaceChange(iface, netns, offloads_disabled=ethtool.active_segmentation_offloads(iface, netns=netns),
+                             route_mtu=get_mtu(iface, netns=netns) - SEAL_OVERHEAD,
+                             route_cc=unpaced_congestion_control(), previous_rps=rps.read(iface, netns))
+    with iproute(netns) as ipr:
+        index = ipr.link_lookup(ifname=iface)[0]
+        change.previous_gso_max_segs = int(ipr.get_links(index)[0].get_attr("IFLA_GSO_MAX_SEGS") or 0)
+        for route in ipr.get_routes(family=2, oif=index):
+            dst, dst_len, table = _route_key(route)
+            if table == 255:  # the local table: addresses of this host, never on the wire
+                continue
+            target = f"{dst}/{dst_len}" if dst != "default" else "default"
+            change.routes.append(RouteChange(target, table, _metric_mtu(route), _metric_cc(route)))
+    return change
+
+
+def apply(change: InterfaceChange) -> None:
+    """Make the changes `plan` recorded; raises (after undoing) on failure."""
     try:
-        change.offloads_disabled = ethtool.disable_segmentation_offloads(iface, netns=netns)
-        change.previous_gso_max_segs = _set_gso_max_segs(iface, netns, 1)
-        change.route_mtu = get_mtu(iface, netns=netns) - SEAL_OVERHEAD
-        change.route_cc = unpaced_congestion_control()
+        if change.offloads_disabled:
+            ethtool.set_features(change.iface, {n: False for n in change.offloads_disabled}, netns=change.netns)
+        _set_gso_max_segs(change.iface, change.netns, 1)
         _set_route_mtus(change)
-        change.previous_rps = rps.spread_flows(iface, netns)
+        rps.spread_flows(change.iface, change.netns)
     except Exception:
         restore(change)
         raise
+
+
+def prepare(iface: str, netns: str | None = None) -> InterfaceChange:
+    """Offloads off and route MTUs lowered; raises (after undoing) on failure."""
+    change = plan(iface, netns)
+    apply(change)
     return change
 
 
@@ -138,17 +162,16 @@ def _set_gso_max_segs(iface: str, netns: str | None, segs: int) -> int:
 
 
 def _set_route_mtus(change: InterfaceChange) -> None:
+    planned = {(r.dst, r.table) for r in change.routes}
     with iproute(change.netns) as ipr:
         index = ipr.link_lookup(ifname=change.iface)[0]
         for route in ipr.get_routes(family=2, oif=index):
             dst, dst_len, table = _route_key(route)
-            if table == 255:  # the local table: addresses of this host, never on the wire
-                continue
-            previous = _metric_mtu(route)
             target = f"{dst}/{dst_len}" if dst != "default" else "default"
+            if (target, table) not in planned:
+                continue
             spec = _route_spec(route, index, dst, dst_len, table)
             ipr.route("replace", **spec, metrics=_route_metrics(change.route_mtu, change.route_cc))
-            change.routes.append(RouteChange(target, table, previous, _metric_cc(route)))
 
 
 def _route_spec(route: Any, index: int, dst: str, dst_len: int, table: int) -> dict[str, Any]:

@@ -6,33 +6,31 @@ contexts through the bundle's own `seal_install_key` syscall program (so the
 AES driver is the measured one), then sets the sender id and the epochs
 egress seals with. The file format is in docs/wire-format.md ("Static keys").
 
-Nonce safety: sequence counters restart at 1 with every program load, so a
-sender id may be used with a key by one load only. A ledger in the node's
-state directory records (sender, key fingerprint) -> program id and refuses
-reuse under another load. Key bytes are kept in bytearrays and zeroed after
-use (best effort: Python and HKDF make short-lived copies).
+Nonce safety (docs/wire-format.md, "Nonce uniqueness"): the sender id is
+chosen by the caller (the node agent uses the node's own address), and every
+`install` reserves a fresh sequence generation in the durable ledger
+(runtime/nonce_ledger.py) and moves the load's per-CPU counters into it
+before any key it installs can seal. Key bytes are kept in bytearrays and
+zeroed after use (best effort: Python and HKDF make short-lived copies).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import os
-import struct
 from dataclasses import dataclass
 from typing import Any
 
+from sealnet.contracts import abi
 from sealnet.contracts.libbpf import Map, run_syscall_fd
-from sealnet.runtime.seal_wire import PAIR_KEY_LEN, direction_key
+from sealnet.runtime import failpoints, nonce_ledger
+from sealnet.runtime.node_files import NodeFileError, loose_permissions, read_bounded
+from sealnet.runtime.seal_wire import AES_128_CCM, PAIR_KEY_LEN, SUITES, Suite, direction_key
 
 KEY_FILE_FORMAT = 1
 MAX_SENDER = 0xFFFFFFFF
-INSTALL_PROGRAM = "seal_install_key"
-SEAL_MAPS = ("seal_keys", "seal_tx", "seal_config", "seal_replay")
-LEDGER_NAME = "senders.json"
-_ARGS = struct.Struct("<32sIIIi")  # struct seal_key_args
-_SEAL_KEY_INSTALLED_AT = 20  # struct seal_key: two kptrs (hidden from user space), epoch, installed
+INSTALL_PROGRAM = abi.INSTALL_KEY_PROGRAM
+MAX_KEY_FILE_BYTES = 1 << 20
 
 
 class KeyFileError(ValueError):
@@ -40,7 +38,7 @@ class KeyFileError(ValueError):
 
 
 class KeyInstallError(RuntimeError):
-    """The kernel refused a key, or the ledger refused a sender id."""
+    """The kernel refused a key, an epoch went backwards, or no fresh sequence generation."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +50,7 @@ class PairKeys:
 
 @dataclass(frozen=True)
 class KeyFile:
-    sender: int
+    sender: int | None  # optional and advisory: the node agent seals as its own address
     pairs: tuple[PairKeys, ...]
 
     def wipe(self) -> None:
@@ -89,6 +87,8 @@ def parse_key_file(text: str, path: str = "<keys>") -> KeyFile:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise KeyFileError(f"{path}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}") from None
+    except RecursionError:
+        raise KeyFileError(f"{path}: not a key file: nested too deeply") from None
     if not isinstance(doc, dict):
         raise _field(path, "top level", "expected an object")
     unknown = set(doc) - {"sealnet_keys", "sender", "pairs"}
@@ -97,7 +97,7 @@ def parse_key_file(text: str, path: str = "<keys>") -> KeyFile:
     if doc.get("sealnet_keys") != KEY_FILE_FORMAT:
         raise _field(path, "sealnet_keys", f"must be {KEY_FILE_FORMAT} (the key file format)")
     sender = doc.get("sender")
-    if not isinstance(sender, int) or isinstance(sender, bool) or not 1 <= sender <= MAX_SENDER:
+    if sender is not None and (not isinstance(sender, int) or isinstance(sender, bool) or not 1 <= sender <= MAX_SENDER):
         raise _field(path, "sender", "must be an integer from 1 to 2^32-1")
     pairs_doc = doc.get("pairs")
     if not isinstance(pairs_doc, list):
@@ -123,20 +123,25 @@ def parse_key_file(text: str, path: str = "<keys>") -> KeyFile:
     return KeyFile(sender=sender, pairs=tuple(pairs))
 
 
-def format_key_file(sender: int, pairs: dict[tuple[str, str], dict[str, tuple[int, bytes]]]) -> str:
+def format_key_file(sender: int | None, pairs: dict[tuple[str, str], dict[str, tuple[int, bytes]]]) -> str:
     """A key file's text: {(a, b): {"current": (epoch, pair key), "next": ...}} (for labs and tests)."""
     return json.dumps({
-        "sealnet_keys": KEY_FILE_FORMAT, "sender": sender,
+        "sealnet_keys": KEY_FILE_FORMAT, **({"sender": sender} if sender is not None else {}),
         "pairs": [{"domains": list(names), **{k: {"epoch": e, "key": key.hex()} for k, (e, key) in v.items()}}
                   for names, v in pairs.items()]}, indent=1)
 
 
-def load_key_file(path: str) -> KeyFile:
+def load_key_file(path: str, *, allow_loose_permissions: bool = False) -> KeyFile:
+    """Read a key file: a regular file, at most 1 MiB, readable by its owner only (unless allowed)."""
+    loose = loose_permissions(path)
+    if loose and not allow_loose_permissions:
+        raise KeyFileError(f"{path}: refused: {loose}; chmod 600 it, or pass --allow-loose-key-permissions")
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except OSError as exc:
-        raise KeyFileError(f"{path}: cannot read: {exc.strerror}") from None
+        data = read_bounded(path, MAX_KEY_FILE_BYTES, "key file")
+    except NodeFileError as exc:
+        raise KeyFileError(str(exc)) from None
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise KeyFileError(f"{path}: not UTF-8 text") from None
     return parse_key_file(text, path)
@@ -152,12 +157,9 @@ class DirectionKey:
     key: bytearray
     current: bool
 
-    def fingerprint(self) -> str:
-        """A one-way name for the key in the ledger (never the key itself)."""
-        return hashlib.sha384(b"sealnet/v1 ledger\0" + bytes(self.key)).hexdigest()[:32]
 
-
-def direction_keys(keys: KeyFile, domain_ids: dict[str, int], path: str = "<keys>") -> list[DirectionKey]:
+def direction_keys(keys: KeyFile, domain_ids: dict[str, int], path: str = "<keys>",
+                   suite: Suite = AES_128_CCM) -> list[DirectionKey]:
     out: list[DirectionKey] = []
     for i, pair in enumerate(keys.pairs):
         for name in pair.domains:
@@ -169,44 +171,9 @@ def direction_keys(keys: KeyFile, domain_ids: dict[str, int], path: str = "<keys
                 if entry is None:
                     continue
                 epoch, pair_key = entry
-                derived = bytearray(direction_key(bytes(pair_key), src, dst, epoch))
+                derived = bytearray(direction_key(bytes(pair_key), src, dst, epoch, suite))
                 out.append(DirectionKey(src, dst, domain_ids[src], domain_ids[dst], epoch % 256, derived, current))
     return out
-
-
-# --------------------------------------------------------------------- the ledger
-
-
-def _ledger_path(state_dir: str) -> str:
-    return os.path.join(state_dir, LEDGER_NAME)
-
-
-def _read_ledger(state_dir: str) -> dict[str, int]:
-    try:
-        with open(_ledger_path(state_dir)) as fh:
-            data = json.load(fh)
-        return {str(k): int(v) for k, v in data.items()}
-    except FileNotFoundError:
-        return {}
-
-
-def claim_senders(state_dir: str, sender: int, keys: list[DirectionKey], program_id: int) -> None:
-    """Record (sender, key) for this load; refuse one already used by another load."""
-    ledger = _read_ledger(state_dir)
-    entries = {f"{sender}:{k.fingerprint()}": k for k in keys}
-    for entry, k in entries.items():
-        owner = ledger.get(entry)
-        if owner is not None and owner != program_id:
-            raise KeyInstallError(
-                f"sender {sender} was already used with the {k.src}->{k.dst} key of epoch {k.epoch} "
-                f"by another program load on this node; its sequence numbers would repeat nonces. "
-                f"Give the key file a fresh sender id")
-    ledger.update(dict.fromkeys(entries, program_id))
-    os.makedirs(state_dir, mode=0o700, exist_ok=True)
-    tmp = _ledger_path(state_dir) + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(ledger, fh, indent=1, sort_keys=True)
-    os.replace(tmp, _ledger_path(state_dir))
 
 
 # --------------------------------------------------------------------- installation
@@ -214,65 +181,142 @@ def claim_senders(state_dir: str, sender: int, keys: list[DirectionKey], program
 
 @dataclass
 class SealHandles:
-    """What installation needs of a loaded data plane: three maps and the install program."""
+    """What installation needs of a loaded data plane: four maps and the install program."""
 
     keys: Map
     tx: Map
     config: Map
+    seq: Map
     install_fd: int
 
-    @property
-    def domain_slots(self) -> int:
-        return math.isqrt(self.tx.max_entries)
+    def slot(self, pair: int, epoch: int) -> int:
+        return abi.seal_key_slot(pair, epoch)
 
-    def pair(self, src_id: int, dst_id: int) -> int:
-        return src_id * self.domain_slots + dst_id
+    def tx_epochs(self) -> dict[int, int]:
+        """pair -> the epoch egress seals with now (mod 256), for the pairs that seal."""
+        out = {}
+        for pair in range(self.tx.max_entries):
+            value = self.tx.lookup(pair.to_bytes(4, "little"))
+            if value is not None:
+                epoch, active = abi.SEAL_TX.read(value, "epoch"), abi.SEAL_TX.read(value, "active")
+                if active:
+                    out[pair] = epoch
+        return out
+
+    def slot_epoch(self, slot: int) -> int | None:
+        """The epoch installed in a slot, None when the slot is empty."""
+        value = self.keys.lookup(slot.to_bytes(4, "little"))
+        if value is None or not abi.SEAL_KEY.read(value, "installed"):
+            return None
+        return int(abi.SEAL_KEY.read(value, "epoch"))
 
     def installed_slots(self) -> set[int]:
         out = set()
         for slot in range(self.keys.max_entries):
             value = self.keys.lookup(slot.to_bytes(4, "little"))
-            if value is not None and struct.unpack_from("<I", value, _SEAL_KEY_INSTALLED_AT)[0]:
+            if value is not None and abi.SEAL_KEY.read(value, "installed"):
                 out.add(slot)
         return out
 
 
 def _run_install(handles: SealHandles, slot: int, epoch: int, key: bytearray | None) -> None:
-    args = bytearray(_ARGS.pack(bytes(32), slot, epoch, int(key is None), 0))
+    layout = abi.SEAL_KEY_ARGS
+    args = layout.pack(slot=slot, epoch=epoch, remove=int(key is None))
     if key is not None:
-        args[:len(key)] = key
+        args[layout.offset("key"):layout.offset("key") + len(key)] = key
     try:
         result = run_syscall_fd(handles.install_fd, args, name=INSTALL_PROGRAM)
     finally:
         args[:] = bytes(len(args))
-    err = _ARGS.unpack(result.ctx_out)[-1]
+    err = layout.read(result.ctx_out, "err")
     if result.retval != 0 or err != 0:
         raise KeyInstallError(f"the kernel refused the key for slot {slot}: {os.strerror(-err) if err < 0 else err}")
 
 
-def install(handles: SealHandles, keys: KeyFile, domain_ids: dict[str, int], *, program_id: int,
-            state_dir: str, path: str = "<keys>") -> list[DirectionKey]:
-    """Make the data plane's keys exactly those of `keys`; returns what was installed (keys zeroed)."""
-    directions = direction_keys(keys, domain_ids, path)
+def _epoch_after(old: int, new: int) -> bool:
+    """`new` is `old` or later, in RFC 1982 serial arithmetic on the 8-bit epoch."""
+    return (new - old) % 256 < 128
+
+
+def install(handles: SealHandles, keys: KeyFile, domain_ids: dict[str, int], *, sender: int,
+            ledger_dir: str, path: str = "<keys>", allow_epoch_rollback: bool = False) -> list[DirectionKey]:
+    """Make the data plane's keys those of `keys`; returns what was installed (keys zeroed).
+
+    Order, so that nothing is ever sealed under a repeated nonce or lost in
+    a rotation: (1) receive keys (current and next) go in; the epoch each
+    direction sealed with until now stays installed as `previous`, so a
+    peer that has not switched yet is still opened; (2) a fresh sequence
+    generation is reserved durably and the counters moved into it; (3) only
+    then the sender id and the epochs egress seals with. Slots no longer
+    wanted (older than previous) are released: fail closed for them.
+    """
+    # The suite the data plane was built with (the policy's `cipher`): its key slots say which.
+    suite = SUITES[int(abi.seal_suite_of_key_slot(handles.keys.value_size))]
+    directions = direction_keys(keys, domain_ids, path, suite)
     try:
+        if not 1 <= sender <= MAX_SENDER:
+            raise KeyInstallError(f"sender id {sender} is outside 1..2^32-1")
+        n_domains = len(domain_ids)  # the policy's: its ids are 1..n_domains
+        if handles.tx.max_entries != abi.seal_pair_count(n_domains):
+            raise KeyInstallError(f"this data plane's key tables are not those of a policy with {n_domains} domains")
         for d in directions:
-            if max(d.src_id, d.dst_id) >= handles.domain_slots:
+            if max(d.src_id, d.dst_id) > n_domains:
                 raise KeyInstallError(f"domain id {max(d.src_id, d.dst_id)} is outside this data plane's tables")
-        claim_senders(state_dir, keys.sender, directions, program_id)
+
+        def pair_of(d: DirectionKey) -> int:
+            return abi.seal_pair(d.src_id, d.dst_id, n_domains)
+
+        sealing_now = handles.tx_epochs()
+        new_current = {pair_of(d): d for d in directions if d.current}
+        for pair, d in new_current.items():
+            old = sealing_now.get(pair)
+            if old is not None and not _epoch_after(old, d.epoch) and not allow_epoch_rollback:
+                raise KeyInstallError(f"{path}: {d.src}->{d.dst}: epoch {d.epoch} is older than the running "
+                                      f"epoch {old}; epochs only move forward")
         wanted: dict[int, DirectionKey] = {}
         for d in directions:
-            wanted[handles.pair(d.src_id, d.dst_id) * 2 + d.epoch % 2] = d
+            slot = handles.slot(pair_of(d), d.epoch)
+            if slot in wanted and wanted[slot].epoch != d.epoch:
+                raise KeyInstallError(f"{path}: {d.src}->{d.dst}: epochs {wanted[slot].epoch} and {d.epoch} "
+                                      f"share a key slot")
+            wanted[slot] = d
+        kept: set[int] = set()  # the previous sealing epoch of each pair, kept for receivers' grace
+        for pair, old in sealing_now.items():
+            slot = handles.slot(pair, old)
+            if slot not in wanted and pair in new_current and new_current[pair].epoch != old:
+                kept.add(slot)
         for slot, d in wanted.items():
             _run_install(handles, slot, d.epoch, d.key)
-        handles.config.update(bytes(4), struct.pack("<II", keys.sender, 0))
-        tx_epochs = {handles.pair(d.src_id, d.dst_id): d.epoch for d in directions if d.current}
+        failpoints.hit("keys:receive")
+        generation = nonce_ledger.reserve_generation(ledger_dir, sender)
+        handles.seq.update(bytes(4), nonce_ledger.sequence_base(generation).to_bytes(8, "little"))
+        failpoints.hit("keys:generation")
+        handles.config.update(bytes(4), abi.SEAL_CONFIG.pack(sender=sender))
         for pair in range(handles.tx.max_entries):
-            epoch = tx_epochs.get(pair)
-            handles.tx.update(pair.to_bytes(4, "little"), struct.pack("<II", epoch or 0, epoch is not None))
-        for slot in handles.installed_slots() - set(wanted):
+            current = new_current.get(pair)
+            handles.tx.update(pair.to_bytes(4, "little"),
+                              abi.SEAL_TX.pack(epoch=current.epoch if current else 0, active=int(current is not None)))
+        for slot in handles.installed_slots() - set(wanted) - kept:
             _run_install(handles, slot, 0, None)  # revoked: fail closed for that pair
         return directions
+    except nonce_ledger.LedgerError as exc:
+        raise KeyInstallError(str(exc)) from None
     finally:
         for d in directions:
             d.key[:] = bytes(len(d.key))
         keys.wipe()
+
+
+def retire_previous(handles: SealHandles) -> list[int]:
+    """End the grace period: release every slot holding neither the sealing epoch nor the one after it."""
+    sealing = handles.tx_epochs()
+    keep = set()
+    for pair, epoch in sealing.items():
+        for wanted in (epoch, (epoch + 1) % 256):
+            slot = handles.slot(pair, wanted)
+            if handles.slot_epoch(slot) == wanted:
+                keep.add(slot)
+    released = sorted(handles.installed_slots() - keep)
+    for slot in released:
+        _run_install(handles, slot, 0, None)
+    return released

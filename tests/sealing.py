@@ -7,11 +7,12 @@ import os
 from dataclasses import dataclass, field
 
 from sealnet.compiler.build import build_object
-from sealnet.compiler.codegen import VERDICTS
 from policies import compile_ok
 from sealnet.runtime import node, seal_keys, seal_wire
 from sealnet.runtime.packets import ETH
+from sealnet.contracts import abi
 from sealnet.contracts.libbpf import BpfObject
+from sealnet.contracts.manifest import DEFAULT_CIPHER_SUITE
 
 SEAL_POLICY = '''policy "sealtest" version 1
 domain a { tee tdx; nodes 198.18.0.1/32 }
@@ -26,17 +27,18 @@ default deny
 '''
 DOMAIN_IDS = {"a": 1, "b": 2, "c": 3}
 ADDR = {"a": "198.18.0.1", "b": "198.18.0.2", "c": "198.18.0.3"}
-TC_ACT_OK, TC_ACT_SHOT = 0, 2
+TC_ACT_OK, TC_ACT_SHOT = abi.TC_ACT_OK, abi.TC_ACT_SHOT
 _senders = itertools.count(int.from_bytes(os.urandom(2), "big") << 8 | 1)
 
-_objects: dict[str, bytes] = {}
+_objects: dict[tuple[str, str], bytes] = {}
 
 
-def sealed_object(aes_implementation: str = "aes-fixed-time") -> bytes:
-    """The test policy's data plane, built once per process and driver."""
-    if aes_implementation not in _objects:
-        _objects[aes_implementation] = build_object(compile_ok(SEAL_POLICY), aes_implementation=aes_implementation)
-    return _objects[aes_implementation]
+def sealed_object(aes_implementation: str = "aes-fixed-time", cipher: str = DEFAULT_CIPHER_SUITE) -> bytes:
+    """The test policy's data plane with `cipher SUITE`, built once per process, suite and driver."""
+    if (cipher, aes_implementation) not in _objects:
+        policy = compile_ok(SEAL_POLICY + f"cipher {cipher}\n")
+        _objects[(cipher, aes_implementation)] = build_object(policy, aes_implementation=aes_implementation)
+    return _objects[(cipher, aes_implementation)]
 
 
 def fresh_sender() -> int:
@@ -58,12 +60,22 @@ class SealedDatapath:
     state_dir: str
     pair_keys: dict[tuple[str, str], dict[str, tuple[int, bytes]]] = field(default_factory=dict)
     sender: int = 0
+    cipher: str = DEFAULT_CIPHER_SUITE
 
     @classmethod
-    def load(cls, state_dir: str, aes_implementation: str = "aes-fixed-time") -> SealedDatapath:
-        obj = BpfObject.open_memory(sealed_object(aes_implementation), "sealtest")
+    def load(cls, state_dir: str, aes_implementation: str = "aes-fixed-time",
+             cipher: str = DEFAULT_CIPHER_SUITE) -> SealedDatapath:
+        obj = BpfObject.open_memory(sealed_object(aes_implementation, cipher), "sealtest")
         obj.load()
-        return cls(obj, state_dir)
+        return cls(obj, state_dir, cipher=cipher)
+
+    @property
+    def suite(self) -> seal_wire.Suite:
+        return seal_wire.SUITE_BY_NAME[self.cipher]
+
+    def header(self, epoch: int, sender: int, cpu: int, seq: int) -> seal_wire.SealHeader:
+        """A seal header of this data plane's suite."""
+        return seal_wire.SealHeader(epoch=epoch, sender=sender, cpu=cpu, seq=seq, suite=self.suite.id)
 
     def handles(self) -> seal_keys.SealHandles:
         handles = node.seal_handles(self.obj)
@@ -74,26 +86,25 @@ class SealedDatapath:
         self.sender = sender if sender is not None else fresh_sender()
         self.pair_keys = pairs
         keys = seal_keys.parse_key_file(key_file_text(self.sender, pairs))
-        seal_keys.install(self.handles(), keys, DOMAIN_IDS,
-                          program_id=self.obj.program("sealnet_egress").info().id, state_dir=self.state_dir)
+        seal_keys.install(self.handles(), keys, DOMAIN_IDS, sender=self.sender, ledger_dir=self.state_dir)
 
     def direction_key(self, src: str, dst: str, which: str = "current") -> bytes:
         names = (src, dst) if (src, dst) in self.pair_keys else (dst, src)
         epoch, key = self.pair_keys[names][which]
-        return seal_wire.direction_key(key, src, dst, epoch)
+        return seal_wire.direction_key(key, src, dst, epoch, self.suite)
 
     def egress(self, packet: bytes) -> tuple[int, bytes]:
-        r = self.obj.program("sealnet_egress").test_run(ETH + packet, data_size_out=4096)
+        r = self.obj.program(abi.EGRESS_PROGRAM).test_run(ETH + packet, data_size_out=4096)
         return r.retval, r.data_out[len(ETH):]
 
     def ingress(self, packet: bytes) -> tuple[int, bytes]:
-        r = self.obj.program("sealnet_ingress").test_run(ETH + packet, data_size_out=4096)
+        r = self.obj.program(abi.INGRESS_PROGRAM).test_run(ETH + packet, data_size_out=4096)
         return r.retval, r.data_out[len(ETH):]
 
     def verdicts(self, direction: str) -> dict[str, int]:
-        base = (0 if direction == "egress" else 1) * len(VERDICTS)
-        m = self.obj.map("verdict_hits")
-        return {v: m.sum_percpu_u64((base + i).to_bytes(4, "little")) for i, v in enumerate(VERDICTS)}
+        d = abi.Direction[direction.upper()]
+        m = self.obj.map(abi.VERDICT_HITS_MAP)
+        return {v.label: m.sum_percpu_u64(abi.verdict_slot(d, v).to_bytes(4, "little")) for v in abi.Verdict}
 
     def close(self) -> None:
         self.obj.close()

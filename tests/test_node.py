@@ -55,6 +55,7 @@ def _send(dst: str, port: int, count: int) -> None:
 @pytest.fixture
 def state_dir(tmp_path, monkeypatch):
     monkeypatch.setattr(node, "STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setattr(node, "DURABLE_DIR", str(tmp_path / "lib"))
     return tmp_path
 
 
@@ -83,7 +84,7 @@ def test_load_enforces_replaces_and_unloads(topology, state_dir) -> None:
         assert again.program_ids != state.program_ids
         assert node.attached_program_ids(veth.a, ns_a) == again.program_ids
     finally:
-        assert node.unload(veth.a, ns_a) == []
+        assert node.unload(veth.a, ns_a, open_sealed_flows=True) == []  # no rules recorded: assumed sealing
     assert node.attached_program_ids(veth.a, ns_a) == {"sealnet_egress": None, "sealnet_ingress": None}
     assert _exchange(ns_a, ns_b, "198.18.0.2", 7001) == 20
     assert node.read_state(veth.a, ns_a) is None

@@ -1,10 +1,12 @@
 """The sealing data plane in the kernel (BPF_PROG_TEST_RUN) against docs/wire-format.md.
 
 Every sealed packet the egress program produces is opened by the Python
-decoder (runtime/seal_wire.py, on `cryptography`'s AESCCM) and is byte for
+decoder (runtime/seal_wire.py, on `cryptography`'s AESCCM and
+ChaCha20Poly1305) and is byte for
 byte what that decoder seals; every packet Python seals opens in the ingress
 program to the original bytes. Then the attacks: flipped bytes, replays,
 other pairs' keys, plaintext, missing keys, with the counter of each reason.
+Every test runs once per suite a policy's `cipher` can choose.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 
 from sealnet.runtime import seal_keys, seal_wire
 from sealnet.runtime.packets import ETH, checksums_valid, icmp_echo, tcp, udp
+from sealnet.contracts.manifest import CIPHER_SUITES
 from sealing import ADDR, TC_ACT_OK, TC_ACT_SHOT, SealedDatapath, counted, pair_key
 
 pytestmark = pytest.mark.kernel
@@ -23,9 +26,14 @@ LENGTHS = list(range(0, 65)) + [100, 255, 256, 511, 512, 777, 1000, 1023, 1024, 
 TCP_OPTIONS = bytes.fromhex("020405b4" "0101080a000000010000000a")  # MSS, NOP, NOP, timestamps
 
 
+@pytest.fixture(params=CIPHER_SUITES)
+def cipher(request) -> str:
+    return request.param
+
+
 @pytest.fixture
-def dp(tmp_path):
-    loaded = SealedDatapath.load(str(tmp_path / "state"))
+def dp(tmp_path, cipher: str):
+    loaded = SealedDatapath.load(str(tmp_path / "state"), cipher=cipher)
     loaded.install({("a", "b"): {"current": (5, pair_key()), "next": (6, pair_key())},
                     ("a", "c"): {"current": (1, pair_key())}})
     yield loaded
@@ -38,7 +46,8 @@ def _check_sealed(dp: SealedDatapath, original: bytes, sealed: bytes, src: str =
     key = dp.direction_key(src, dst)
     header, opened = seal_wire.open_sealed(sealed, key)
     assert opened == original
-    assert (header.version, header.suite, header.epoch, header.sender) == (1, 1, 5 if dst == "b" else 1, dp.sender)
+    assert (header.version, header.suite, header.epoch, header.sender) == \
+        (1, dp.suite.id, 5 if dst == "b" else 1, dp.sender)
     assert header.seq >= 1
     assert seal_wire.seal(original, key, header) == sealed  # byte for byte what the format says
 
@@ -79,7 +88,7 @@ def test_ingress_opens_what_python_seals(dp, proto: str) -> None:
         packet = {"udp": lambda: udp(ADDR["b"], ADDR["a"], payload),
                   "tcp": lambda: tcp(ADDR["b"], ADDR["a"], payload, options=TCP_OPTIONS),
                   "icmp": lambda: icmp_echo(ADDR["b"], ADDR["a"], payload)}[proto]()
-        sealed = seal_wire.seal(packet, key, seal_wire.SealHeader(epoch=5, sender=99, cpu=3, seq=seq))
+        sealed = seal_wire.seal(packet, key, dp.header(epoch=5, sender=99, cpu=3, seq=seq))
         (retval, opened), moved = counted(dp, "ingress", lambda: dp.ingress(sealed))
         assert retval == TC_ACT_OK and moved == {"seal_sent"}, f"length {n}: {moved}"
         assert opened == packet and checksums_valid(opened)
@@ -88,7 +97,7 @@ def test_ingress_opens_what_python_seals(dp, proto: str) -> None:
 def test_the_next_epoch_opens_and_rotation_moves_egress(dp) -> None:
     nxt = dp.direction_key("b", "a", "next")
     packet = udp(ADDR["b"], ADDR["a"], b"after rotation")
-    sealed = seal_wire.seal(packet, nxt, seal_wire.SealHeader(epoch=6, sender=5, cpu=0, seq=1))
+    sealed = seal_wire.seal(packet, nxt, dp.header(epoch=6, sender=5, cpu=0, seq=1))
     assert dp.ingress(sealed) == (TC_ACT_OK, packet)
 
     old = dp.pair_keys[("a", "b")]
@@ -96,8 +105,8 @@ def test_the_next_epoch_opens_and_rotation_moves_egress(dp) -> None:
                 ("a", "c"): dp.pair_keys[("a", "c")]})
     retval, out = dp.egress(udp(ADDR["a"], ADDR["b"], b"x" * 30))
     assert retval == TC_ACT_OK and seal_wire.SealHeader.unpack(out[28:]).epoch == 6
-    stale = seal_wire.seal(packet, seal_wire.direction_key(old["current"][1], "b", "a", 5),
-                           seal_wire.SealHeader(epoch=5, sender=5, cpu=0, seq=2))
+    stale = seal_wire.seal(packet, seal_wire.direction_key(old["current"][1], "b", "a", 5, dp.suite),
+                           dp.header(epoch=5, sender=5, cpu=0, seq=2))
     (retval, _), moved = counted(dp, "ingress", lambda: dp.ingress(stale))
     assert retval == TC_ACT_SHOT and moved == {"seal_unknown_key_drop"}
 
@@ -116,7 +125,7 @@ def test_every_byte_flipped_is_dropped_unless_it_is_outside_the_aead(dp) -> None
     frame_len = 14 + len(packet) + seal_wire.OVERHEAD
     reasons: dict[str, int] = {}
     for at in range(frame_len):
-        sealed = bytearray(ETH + seal_wire.seal(packet, key, seal_wire.SealHeader(5, 42, 0, at + 1)))
+        sealed = bytearray(ETH + seal_wire.seal(packet, key, dp.header(5, 42, 0, at + 1)))
         sealed[at] ^= 0xFF
         before = dp.verdicts("ingress")
         r = dp.obj.program("sealnet_ingress").test_run(bytes(sealed), data_size_out=4096)
@@ -139,7 +148,7 @@ def test_replays_are_dropped_and_the_window_matches_the_reference(dp) -> None:
     packet = udp(ADDR["b"], ADDR["a"], b"once only")
 
     def attempt(seq: int, cpu: int = 0) -> int:
-        sealed = seal_wire.seal(packet, key, seal_wire.SealHeader(5, 1234, cpu, seq))
+        sealed = seal_wire.seal(packet, key, dp.header(5, 1234, cpu, seq))
         return dp.ingress(sealed)[0]
 
     assert attempt(1) == TC_ACT_OK
@@ -163,10 +172,10 @@ def test_replays_are_dropped_and_the_window_matches_the_reference(dp) -> None:
 def test_a_packet_sealed_under_another_pairs_key_is_dropped(dp) -> None:
     packet = udp(ADDR["b"], ADDR["a"], b"wrong key")
     for key in (dp.direction_key("a", "b"), dp.direction_key("c", "a"), dp.direction_key("b", "a", "next")):
-        sealed = seal_wire.seal(packet, key, seal_wire.SealHeader(5, 8, 0, 1))
+        sealed = seal_wire.seal(packet, key, dp.header(5, 8, 0, 1))
         assert counted(dp, "ingress", lambda: dp.ingress(sealed)[0]) == (TC_ACT_SHOT, {"seal_bad_tag_drop"})
     # Re-addressed to another pair: the addresses are associated data.
-    good = bytearray(seal_wire.seal(packet, dp.direction_key("c", "a"), seal_wire.SealHeader(1, 8, 0, 1)))
+    good = bytearray(seal_wire.seal(packet, dp.direction_key("c", "a"), dp.header(1, 8, 0, 1)))
     good[12:16] = bytes(map(int, ADDR["b"].split(".")))
     good[10:12] = b"\0\0"
     good[10:12] = seal_wire.internet_checksum(bytes(good[:20])).to_bytes(2, "big")
@@ -184,10 +193,10 @@ def test_plaintext_where_seal_is_required_is_dropped(dp) -> None:
 def test_unknown_epoch_suite_and_fragments(dp) -> None:
     packet = udp(ADDR["b"], ADDR["a"], b"x" * 20)
     key = dp.direction_key("b", "a")
-    unknown = seal_wire.seal(packet, key, seal_wire.SealHeader(epoch=9, sender=1, cpu=0, seq=1))
+    unknown = seal_wire.seal(packet, key, dp.header(epoch=9, sender=1, cpu=0, seq=1))
     assert counted(dp, "ingress", lambda: dp.ingress(unknown)[0]) == (TC_ACT_SHOT, {"seal_unknown_key_drop"})
-    suite = bytearray(seal_wire.seal(packet, key, seal_wire.SealHeader(epoch=5, sender=1, cpu=0, seq=1)))
-    suite[29] = 2
+    suite = bytearray(seal_wire.seal(packet, key, dp.header(epoch=5, sender=1, cpu=0, seq=1)))
+    suite[29] = 3  # no such suite
     assert counted(dp, "ingress", lambda: dp.ingress(bytes(suite))[0]) == (TC_ACT_SHOT, {"seal_malformed_drop"})
 
     big = udp(ADDR["a"], ADDR["b"], bytes(1473))
@@ -196,8 +205,8 @@ def test_unknown_epoch_suite_and_fragments(dp) -> None:
     assert counted(dp, "egress", lambda: dp.egress(first_fragment)[0]) == (TC_ACT_SHOT, {"seal_too_big_drop"})
 
 
-def test_without_keys_nothing_leaves_in_plaintext(tmp_path) -> None:
-    dp = SealedDatapath.load(str(tmp_path / "state"))
+def test_without_keys_nothing_leaves_in_plaintext(tmp_path, cipher: str) -> None:
+    dp = SealedDatapath.load(str(tmp_path / "state"), cipher=cipher)
     try:
         packet = udp(ADDR["a"], ADDR["b"], b"secret")
         assert counted(dp, "egress", lambda: dp.egress(packet)[0]) == (TC_ACT_SHOT, {"seal_no_key_drop"})
@@ -211,26 +220,28 @@ def test_without_keys_nothing_leaves_in_plaintext(tmp_path) -> None:
         dp.close()
 
 
-def test_a_sender_id_is_never_reused_with_a_key_by_another_load(tmp_path) -> None:
+def test_two_loads_with_one_sender_and_key_seal_in_disjoint_sequence_generations(tmp_path, cipher: str) -> None:
     state = str(tmp_path / "state")
     pairs = {("a", "b"): {"current": (1, pair_key())}}
-    first = SealedDatapath.load(state)
-    second = SealedDatapath.load(state)
+    first = SealedDatapath.load(state, cipher=cipher)
+    second = SealedDatapath.load(state, cipher=cipher)
     try:
         first.install(pairs, sender=555)
-        first.install(pairs, sender=555)  # the same load may reinstall: its counters go on
-        with pytest.raises(seal_keys.KeyInstallError, match="sender 555"):
-            second.install(pairs, sender=555)
-        assert second.egress(udp(ADDR["a"], ADDR["b"], b"x"))[0] == TC_ACT_SHOT  # nothing was installed
-        second.install(pairs, sender=556)
-        assert second.egress(udp(ADDR["a"], ADDR["b"], b"x"))[0] == TC_ACT_OK
+        second.install(pairs, sender=555)
+        packet = udp(ADDR["a"], ADDR["b"], b"x")
+        seqs = []
+        for dp in (first, second, first, second):
+            retval, sealed = dp.egress(packet)
+            assert retval == TC_ACT_OK
+            seqs.append(seal_wire.SealHeader.unpack(sealed[seal_wire.Ipv4View.parse(sealed).payload_at:]).seq)
+        assert len(set(seqs)) == 4 and seqs[1] >> 32 > seqs[0] >> 32  # the second load's generation is newer
     finally:
         first.close()
         second.close()
 
 
 def test_aes_generic_build_agrees_with_cryptography(tmp_path) -> None:
-    dp = SealedDatapath.load(str(tmp_path / "state"), aes_implementation="aes-generic")
+    dp = SealedDatapath.load(str(tmp_path / "state"), aes_implementation="aes-generic", cipher="aes-ccm")
     try:
         dp.install({("a", "b"): {"current": (5, pair_key())}})
         for n in (0, 17, 1400):
@@ -238,5 +249,38 @@ def test_aes_generic_build_agrees_with_cryptography(tmp_path) -> None:
             retval, sealed = dp.egress(packet)
             assert retval == TC_ACT_OK
             _check_sealed(dp, packet, sealed)
+    finally:
+        dp.close()
+
+
+# ------------------------------------------------------------------ suites
+
+
+def test_a_packet_of_the_other_suite_is_dropped_never_opened(dp) -> None:
+    """The receiver opens only its policy's suite, even with the right key for the other one."""
+    other = next(s for s in seal_wire.SUITES.values() if s.id != dp.suite.id)
+    names = ("a", "b")
+    epoch, pk = dp.pair_keys[names]["current"]
+    key = seal_wire.direction_key(pk, "b", "a", epoch, other)
+    packet = udp(ADDR["b"], ADDR["a"], b"another suite")
+    sealed = seal_wire.seal(packet, key, seal_wire.SealHeader(epoch, 77, 0, 1, suite=other.id))
+    assert counted(dp, "ingress", lambda: dp.ingress(sealed)[0]) == (TC_ACT_SHOT, {"seal_malformed_drop"})
+
+
+def test_chacha_sequences_beyond_its_nonce_are_never_opened_or_sealed(tmp_path) -> None:
+    dp = SealedDatapath.load(str(tmp_path / "state"), cipher="chacha20-poly1305")
+    try:
+        dp.install({("a", "b"): {"current": (5, pair_key())}})
+        key = dp.direction_key("b", "a")
+        packet = udp(ADDR["b"], ADDR["a"], b"late")
+        last = seal_wire.CHACHA20_POLY1305.max_seq
+        assert dp.ingress(seal_wire.seal(packet, key, dp.header(5, 9, 0, last)))[0] == TC_ACT_OK
+        forged = bytearray(seal_wire.seal(packet, key, dp.header(5, 9, 1, last)))
+        forged[28 + 8] = 1  # seq's top byte, outside the nonce
+        assert counted(dp, "ingress", lambda: dp.ingress(bytes(forged))[0]) == (TC_ACT_SHOT, {"seal_malformed_drop"})
+        # A stream at the end of its nonces stops sealing: the next packet would repeat one.
+        dp.handles().seq.update(bytes(4), last.to_bytes(8, "little"))
+        out = udp(ADDR["a"], ADDR["b"], b"one too many")
+        assert counted(dp, "egress", lambda: dp.egress(out)[0]) == (TC_ACT_SHOT, {"seal_no_key_drop"})
     finally:
         dp.close()

@@ -23,9 +23,9 @@ from typing import Iterator
 import pytest
 
 from sealnet.compiler.build import build_object
-from sealnet.compiler.codegen import VERDICTS
 from policies import compile_ok
 from sealnet.runtime import node, seal_keys, seal_wire
+from sealnet.contracts import abi
 from sealnet.contracts.libbpf import Map, get_pinned
 from sealnet.runtime.netns import popen, run, run_in_netns
 from sealing import fresh_sender, key_file_text, pair_key
@@ -72,10 +72,10 @@ class Nodes:
         iface, ns = (self.if_a, self.ns_a) if side == "a" else (self.if_b, self.ns_b)
         state = node.read_state(iface, ns)
         assert state is not None
-        m = Map.from_fd(get_pinned(f"{state.pin_dir}/verdict_hits"), owns_fd=True)
+        m = Map.from_fd(get_pinned(f"{state.pin_dir}/{abi.VERDICT_HITS_MAP}"), owns_fd=True)
         try:
-            base = (0 if direction == "egress" else 1) * len(VERDICTS)
-            return {v: m.sum_percpu_u64((base + i).to_bytes(4, "little")) for i, v in enumerate(VERDICTS)}
+            d = abi.Direction[direction.upper()]
+            return {v.label: m.sum_percpu_u64(abi.verdict_slot(d, v).to_bytes(4, "little")) for v in abi.Verdict}
         finally:
             m.close()
 
@@ -86,6 +86,7 @@ def _load(iface: str, ns: str, key: bytes | None, tmp: str) -> None:
         path = os.path.join(tmp, f"{iface}.keys")
         with open(path, "w") as fh:
             fh.write(key_file_text(fresh_sender(), {("a", "b"): {"current": (3, key)}}))
+        os.chmod(path, 0o600)
         keys = seal_keys.load_key_file(path)
     node.load_object(e2e_object(), iface=iface, netns=ns, measurement="sha384:test", policy="e2e",
                      domain_ids=DOMAIN_IDS, keys=keys)
@@ -105,7 +106,7 @@ def nodes(topology, tmp: str, *, keys_a: bool = True, keys_b: bool = True, load_
         yield Nodes(ns_a, ns_b, veth.a, veth.b, key)
     finally:
         for iface, ns in loaded:
-            node.unload(iface, ns)
+            node.unload(iface, ns, open_sealed_flows=True)
 
 
 # ------------------------------------------------------------------ helpers on sockets
@@ -381,30 +382,31 @@ def test_sealnet_cli_loads_with_keys_rotates_and_refuses_bad_key_files(topology,
     bad.write_text(key_file_text(9, {("a", "nowhere"): {"current": (1, key)}}))
     good.write_text(key_file_text(fresh_sender(), {("a", "b"): {"current": (1, key), "next": (2, pair_key())}}))
     rotated.write_text(key_file_text(fresh_sender(), {("a", "b"): {"current": (2, pair_key())}}))
+    for path in (bad, good, rotated):
+        path.chmod(0o600)
     load = ["node", "load", str(bundle), "--iface", veth.a, "--netns", ns_a, "--trust", f"{auth}.pub"]
 
     capsys.readouterr()
     assert sealnet([*load, "--keys", str(bad)]) == 1
     err = capsys.readouterr().err
     assert "bad.keys: pairs[0].domains: domain 'nowhere' is not in the bundle" in err
-    assert node.attached_program_ids(veth.a, ns_a) == {"sealnet_egress": None, "sealnet_ingress": None}
+    assert node.attached_program_ids(veth.a, ns_a) == {abi.EGRESS_PROGRAM: None, abi.INGRESS_PROGRAM: None}
 
     assert sealnet([*load, "--keys", str(good)]) == 0
     try:
         capsys.readouterr()
         assert sealnet(["node", "status", "--iface", veth.a, "--netns", ns_a, "--format", "json"]) == 0
         status = json.loads(capsys.readouterr().out)
-        assert status["sealing"] is True and status["sender"] == json.loads(good.read_text())["sender"]
+        assert status["sealing"] is True and status["sender"] == 0xC6120001  # 198.18.0.1: the node's address
         assert "seal_replay_drop" in status["counters"]["verdict_hits"]["ingress"]
         assert sealnet(["node", "keys", "--iface", veth.a, "--netns", ns_a, "--keys", str(rotated)]) == 0
         assert sealnet(["node", "keys", "--iface", veth.a, "--netns", ns_a, "--keys", str(bad)]) == 1
         assert "keys not changed" in capsys.readouterr().err
         state = node.read_state(veth.a, ns_a)
-        assert state is not None and state.sender == json.loads(rotated.read_text())["sender"]
-        # The same key file again under a new load would repeat nonces: refused, the old load stays.
+        assert state is not None and state.sender == 0xC6120001 and state.epochs == {"a->b": 2, "b->a": 2}
+        # The same key file under a new load seals in a fresh sequence generation (docs/wire-format.md).
         running = node.attached_program_ids(veth.a, ns_a)
-        assert sealnet([*load, "--keys", str(rotated)]) == 1
-        assert "already used" in capsys.readouterr().err
-        assert node.attached_program_ids(veth.a, ns_a) == running
+        assert sealnet([*load, "--keys", str(rotated)]) == 0
+        assert node.attached_program_ids(veth.a, ns_a) != running
     finally:
-        assert sealnet(["node", "unload", "--iface", veth.a, "--netns", ns_a]) == 0
+        assert sealnet(["node", "unload", "--iface", veth.a, "--netns", ns_a, "--open-sealed-flows"]) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -74,17 +75,33 @@ def test_unreadable_files(tmp_path) -> None:
         seal_keys.load_key_file(str(tmp_path / "missing.keys"))
     binary = tmp_path / "binary.keys"
     binary.write_bytes(b"\xff\xfe\x00")
+    binary.chmod(0o600)
     with pytest.raises(seal_keys.KeyFileError, match="not UTF-8"):
         seal_keys.load_key_file(str(binary))
 
 
-def test_the_ledger_allows_one_load_per_sender_and_key(tmp_path) -> None:
-    state = str(tmp_path / "state")
-    derived = seal_keys.direction_keys(seal_keys.parse_key_file(doc()), {"a": 1, "b": 2})
-    seal_keys.claim_senders(state, 7, derived, program_id=100)
-    seal_keys.claim_senders(state, 7, derived, program_id=100)
-    with pytest.raises(seal_keys.KeyInstallError, match="sender 7 was already used"):
-        seal_keys.claim_senders(state, 7, derived, program_id=101)
-    seal_keys.claim_senders(state, 8, derived, program_id=101)
-    ledger = (tmp_path / "state" / seal_keys.LEDGER_NAME).read_text()
-    assert KEY not in ledger and NEXT not in ledger and bytes(derived[0].key).hex() not in ledger
+def test_a_key_file_may_omit_the_sender_and_nested_garbage_is_one_error() -> None:
+    text = json.dumps({"sealnet_keys": 1, "pairs": [{"domains": ["a", "b"], "current": {"epoch": 4, "key": KEY}}]})
+    assert seal_keys.parse_key_file(text).sender is None
+    with pytest.raises(seal_keys.KeyFileError, match="lab.keys: not a key file: nested too deeply"):
+        seal_keys.parse_key_file("[" * 100_000 + "]" * 100_000, "lab.keys")
+
+
+def test_key_files_readable_by_others_are_refused_unless_allowed(tmp_path) -> None:
+    path = tmp_path / "lab.keys"
+    path.write_text(doc())
+    path.chmod(0o644)
+    with pytest.raises(seal_keys.KeyFileError, match=r"lab.keys: refused: mode 0644 .*--allow-loose-key-permissions"):
+        seal_keys.load_key_file(str(path))
+    assert seal_keys.load_key_file(str(path), allow_loose_permissions=True).sender == 7
+    path.chmod(0o600)
+    assert seal_keys.load_key_file(str(path)).sender == 7
+
+
+def test_key_reads_are_bounded_and_never_block(tmp_path) -> None:
+    fifo = tmp_path / "fifo.keys"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(seal_keys.KeyFileError, match="not a regular file"):
+        seal_keys.load_key_file(str(fifo))  # would hang on a blocking open
+    with pytest.raises(seal_keys.KeyFileError, match="not a regular file"):
+        seal_keys.load_key_file("/dev/zero", allow_loose_permissions=True)

@@ -1,12 +1,16 @@
-"""`sealnet node load|keys|unload|status`: the node agent's loader on one interface."""
+"""`sealnet node load|keys|unload|status|run|metrics`: the node agent on one interface.
+
+Every failure is one line on stderr and exit 1 (`NODE_ERRORS` lists what the
+runtime raises); nothing here prints a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
-from sealnet.contracts.errors import UserError
+from sealnet.contracts.errors import OsCallError, UserError
 
 if TYPE_CHECKING:
     from sealnet.runtime.seal_keys import KeyFile
@@ -17,72 +21,105 @@ def register(sub: argparse._SubParsersAction) -> None:
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
 
+    def where(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--iface", required=True)
+        p.add_argument("--netns", help="network namespace of the interface (default: this one)")
+
+    def key_permissions(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--allow-loose-key-permissions", action="store_true",
+                       help="accept a key file that group or others can read (not recommended)")
+
     load = verbs.add_parser("load", help="verify a bundle and attach its programs to an interface")
     load.add_argument("bundle", metavar="BUNDLE")
-    load.add_argument("--iface", required=True)
-    load.add_argument("--netns", help="network namespace of the interface (default: this one)")
+    where(load)
     load.add_argument("--trust", required=True, metavar="PUBKEY", help="the policy authority's public key")
     load.add_argument("--keys", metavar="FILE",
                       help="static keys (docs/wire-format.md); without them seal traffic is dropped")
+    load.add_argument("--force", action="store_true",
+                      help="load a policy version older than one this node has run, or an older key epoch")
+    key_permissions(load)
     load.add_argument("--format", choices=("text", "json"), default="text")
     load.set_defaults(func=run_load)
 
     keys = verbs.add_parser("keys", help="replace the sealing keys of the loaded data plane")
-    keys.add_argument("--iface", required=True)
-    keys.add_argument("--netns")
+    where(keys)
     keys.add_argument("--keys", required=True, metavar="FILE")
+    keys.add_argument("--force", action="store_true", help="accept an epoch older than the running one")
+    key_permissions(keys)
     keys.set_defaults(func=run_keys)
 
     unload = verbs.add_parser("unload", help="detach the programs and undo the interface preparation")
-    unload.add_argument("--iface", required=True)
-    unload.add_argument("--netns")
+    where(unload)
+    unload.add_argument("--open-sealed-flows", action="store_true",
+                        help="unload even though the policy seals traffic: that traffic then leaves in plaintext")
     unload.set_defaults(func=run_unload)
 
     status = verbs.add_parser("status", help="what is loaded on an interface, with rule and verdict counters")
-    status.add_argument("--iface", required=True)
-    status.add_argument("--netns")
+    where(status)
     status.add_argument("--format", choices=("text", "json"), default="text")
     status.set_defaults(func=run_status)
 
+    run = verbs.add_parser("run", help="run the node agent as a service (SIGTERM stops, SIGHUP reloads)")
+    where(run)
+    run.add_argument("--bundle", metavar="BUNDLE", help="bundle to load at start and on SIGHUP")
+    run.add_argument("--trust", metavar="PUBKEY", help="the policy authority's public key (with --bundle)")
+    run.add_argument("--keys", metavar="FILE", help="static keys, re-read on SIGHUP")
+    run.add_argument("--control", metavar="URL", help="the control plane to take bundles and keys from")
+    run.add_argument("--metrics", metavar="ADDR", help="also serve Prometheus metrics on HOST:PORT")
+    run.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
+                     help="how long the previous key epoch stays accepted after a rotation")
+    key_permissions(run)
+    run.set_defaults(func=run_service)
 
-def _read_keys(path: str) -> KeyFile:
-    from sealnet.runtime.seal_keys import KeyFileError, load_key_file
+    metrics = verbs.add_parser("metrics", help="serve the counters for Prometheus, labelled by rule, verdict, reason")
+    where(metrics)
+    metrics.add_argument("--listen", required=True, metavar="ADDR", help="HOST:PORT to listen on")
+    metrics.set_defaults(func=run_metrics)
 
+
+def _node_errors() -> tuple[type[BaseException], ...]:
+    from sealnet.runtime import node
+    from sealnet.runtime.node_counters import CountersError
+    from sealnet.runtime.node_files import NodeFileError
+    from sealnet.runtime.node_state import StateError
+    from sealnet.runtime.seal_keys import KeyFileError, KeyInstallError
+
+    return (node.NodeError, StateError, CountersError, NodeFileError, KeyFileError, KeyInstallError,
+            OsCallError, OSError, ValueError)
+
+
+def _one_line(what: str, call: Callable[[], Any]) -> Any:
+    """Run `call`; any runtime failure becomes a one-line UserError prefixed by `what`."""
     try:
-        return load_key_file(path)
-    except KeyFileError as exc:
-        raise UserError(str(exc)) from None
+        return call()
+    except _node_errors() as exc:
+        message = getattr(exc, "strerror", None) if isinstance(exc, OSError) and not str(exc) else str(exc)
+        if isinstance(exc, PermissionError):
+            message = f"{exc.filename or ''}: permission denied (the node agent needs root)".lstrip(": ")
+        raise UserError(f"{what}{message}") from None
+
+
+def _read_keys(path: str, allow_loose: bool) -> KeyFile:
+    from sealnet.runtime.seal_keys import load_key_file
+
+    return _one_line("", lambda: load_key_file(path, allow_loose_permissions=allow_loose))
+
+
+def load_verified(verified: Any, signer: str, *, iface: str, netns: str | None, keys: KeyFile | None,
+                  keys_path: str, force: bool) -> Any:
+    from sealnet.runtime import node_agent
+
+    return _one_line(f"{iface}: not loaded: ", lambda: node_agent.load_verified(
+        verified, signer, iface=iface, netns=netns, keys=keys, keys_path=keys_path, force=force))
 
 
 def run_load(args: argparse.Namespace) -> int:
-    from sealnet.contracts.bundle import BundleError, load_bundle
-    from sealnet.contracts.signing import load_public
-    from sealnet.runtime import node
-    from sealnet.contracts.libbpf import LibbpfError
-    from sealnet.runtime.seal_keys import KeyFileError, KeyInstallError
+    from sealnet.runtime.node_agent import verified_bundle
 
-    key = load_public(args.trust)
-    keys = _read_keys(args.keys) if args.keys else None
-    try:
-        with open(args.bundle, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise UserError(f"{args.bundle}: cannot read: {exc.strerror}") from None
-    try:
-        verified = load_bundle(data, key)
-    except BundleError as exc:
-        raise UserError(f"{args.bundle}: refused, nothing loaded: {exc}") from None
-    policy = verified.manifest.get("policy", {})
-    domain_ids = {d["name"]: d["id"] for d in verified.manifest.get("domains", [])}
-    try:
-        state = node.load_object(verified.object_bytes, iface=args.iface, netns=args.netns,
-                                 measurement=verified.measurement,
-                                 policy=f"{policy.get('name')} version {policy.get('version')}",
-                                 domain_ids=domain_ids, keys=keys, keys_path=args.keys or "<keys>")
-    except (KeyFileError, KeyInstallError) as exc:
-        raise UserError(f"{args.iface}: not loaded: {exc}") from None
-    except (LibbpfError, node.NodeError, OSError) as exc:
-        raise UserError(f"{args.iface}: not loaded: {exc}") from None
+    verified, signer = verified_bundle(args.bundle, args.trust)
+    keys = _read_keys(args.keys, args.allow_loose_key_permissions) if args.keys else None
+    state = load_verified(verified, signer, iface=args.iface, netns=args.netns, keys=keys,
+                          keys_path=args.keys or "<keys>", force=args.force)
     if args.format == "json":
         print(json.dumps(state.to_json(), indent=2))
     else:
@@ -95,14 +132,10 @@ def run_load(args: argparse.Namespace) -> int:
 
 def run_keys(args: argparse.Namespace) -> int:
     from sealnet.runtime import node
-    from sealnet.contracts.libbpf import LibbpfError
-    from sealnet.runtime.seal_keys import KeyFileError, KeyInstallError
 
-    keys = _read_keys(args.keys)
-    try:
-        state = node.install_keys(args.iface, args.netns, keys, args.keys)
-    except (KeyFileError, KeyInstallError, LibbpfError, node.NodeError, OSError) as exc:
-        raise UserError(f"{args.iface}: keys not changed: {exc}") from None
+    keys = _read_keys(args.keys, args.allow_loose_key_permissions)
+    state = _one_line(f"{args.iface}: keys not changed: ",
+                      lambda: node.install_keys(args.iface, args.netns, keys, args.keys, force=args.force))
     print(f"keys installed on {args.iface}: sender {state.sender}, {len(keys.pairs)} domain pair(s)")
     return 0
 
@@ -110,44 +143,58 @@ def run_keys(args: argparse.Namespace) -> int:
 def run_unload(args: argparse.Namespace) -> int:
     from sealnet.runtime import node
 
-    try:
-        problems = node.unload(args.iface, args.netns)
-    except node.NodeError as exc:
-        raise UserError(str(exc)) from None
+    problems = _one_line("", lambda: node.unload(args.iface, args.netns, open_sealed_flows=args.open_sealed_flows))
     for p in problems:
         print(f"sealnet: warning: {p}")
     print(f"unloaded {args.iface}")
     return 0
 
 
-def run_status(args: argparse.Namespace) -> int:
-    from sealnet.runtime import node
-    from sealnet.contracts.libbpf import Map, get_pinned
+def status_document(iface: str, netns: str | None) -> dict[str, Any]:
+    from sealnet.runtime import node, node_counters
 
-    state = node.read_state(args.iface, args.netns)
+    state = node.read_state(iface, netns)
     if state is None:
-        raise UserError(f"nothing is loaded on {args.iface}")
-    from sealnet.compiler.codegen import VERDICTS
+        raise UserError(f"nothing is loaded on {iface}")
+    out = state.to_json()
+    out["attached"] = node.attached_program_ids(iface, netns)
+    out["enforcing"] = out["attached"] == state.program_ids and state.phase == "running"
+    out["counters"] = node_counters.snapshot(state)
+    return out
 
-    counters: dict[str, object] = {}
-    for name in node.PINNED_MAPS:
-        m = Map.from_fd(get_pinned(f"{state.pin_dir}/{name}"), owns_fd=True)
-        values = [m.sum_percpu_u64(i.to_bytes(4, "little")) for i in range(m.max_entries)]
-        m.close()
-        if name == "verdict_hits":  # slot dir * len(VERDICTS) + verdict
-            counters[name] = {direction: {v: values[d * len(VERDICTS) + i] for i, v in enumerate(VERDICTS)}
-                              for d, direction in enumerate(("egress", "ingress"))}
-        else:
-            counters[name] = values
-    out = {**state.to_json(), "attached": node.attached_program_ids(args.iface, args.netns), "counters": counters}
+
+def run_status(args: argparse.Namespace) -> int:
+    out = _one_line(f"{args.iface}: ", lambda: status_document(args.iface, args.netns))
     if args.format == "json":
         print(json.dumps(out, indent=2))
-    else:
-        print(f"{state.policy} on {args.iface}: {state.measurement}")
-        print(f"attached {out['attached']}")
-        print(f"sealing: {'yes' if state.sealing else 'no'}" + (f", sender {state.sender}" if state.sender else ""))
-        for direction, verdicts in counters["verdict_hits"].items():  # type: ignore[union-attr]
-            nonzero = ", ".join(f"{v} {n}" for v, n in verdicts.items() if n)
-            print(f"{direction}: {nonzero or 'no packets'}")
-        print(f"rule_hits: {counters['rule_hits']}")
+        return 0
+    print(f"{out['policy']} on {args.iface}: {out['measurement']}")
+    if out["phase"] != "running":
+        print(f"interrupted {out['phase'][:-3]}: the next load, keys or unload finishes it")
+    print(f"attached {out['attached']}" + ("" if out["enforcing"] else " (not what the state says: reload)"))
+    print(f"sealing: {'yes' if out['sealing'] else 'no'}" + (f", sender {out['sender']}" if out["sender"] else "")
+          + (f", epochs {out['epochs']}" if out["epochs"] else ""))
+    for direction, verdicts in out["counters"]["verdict_hits"].items():
+        nonzero = ", ".join(f"{v} {n}" for v, n in verdicts.items() if n)
+        print(f"{direction}: {nonzero or 'no packets'}")
+    for r in out["counters"]["rules"]:
+        if r["packets"]:
+            print(f"  {r['direction']} rule {r['name']} (line {r['line']}, {r['action']}): {r['packets']}")
     return 0
+
+
+def run_service(args: argparse.Namespace) -> int:
+    from sealnet.runtime import node_agent
+
+    if args.bundle and not args.trust:
+        raise UserError("--bundle needs --trust")
+    return int(_one_line("", lambda: node_agent.run(node_agent.AgentConfig(
+        iface=args.iface, netns=args.netns, bundle=args.bundle, trust=args.trust, keys=args.keys,
+        control=args.control, metrics=args.metrics, grace=args.grace,
+        allow_loose_key_permissions=args.allow_loose_key_permissions))))
+
+
+def run_metrics(args: argparse.Namespace) -> int:
+    from sealnet.runtime import node_metrics
+
+    return int(_one_line("", lambda: node_metrics.serve_forever(args.iface, args.netns, args.listen)))

@@ -1,0 +1,240 @@
+"""`sealnet node run`: the node agent as a long-running service.
+
+It holds the data plane of one interface, its keys and its state:
+- at start it adopts what runs (the state file and the pins under
+  /sys/fs/bpf/sealnet/...), finishing a load or unload that was killed;
+- it loads the configured bundle when it is not the one running;
+- SIGHUP re-reads the bundle and the key file: a new measurement is an
+  atomic replace, new keys a rotation (receive keys first, then send);
+- every tick it moves a load whose sequence counters near the end of their
+  generation into a fresh one, and ends a rotation's grace period (the
+  previous epoch stops being accepted `grace` seconds after the rotation);
+- SIGTERM stops the agent and leaves the data plane enforcing (fail closed).
+
+Where bundles and keys come from is a `Source`: files today (`FileSource`);
+the control plane's client (`--control URL`) is another Source with the same
+two methods, so the loop does not change when it arrives.
+Logs are JSON lines on stderr, one event each, never a key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives import serialization
+
+from sealnet.contracts.bundle import BundleError, VerifiedBundle, load_bundle
+from sealnet.contracts.errors import UserError
+from sealnet.contracts.libbpf import Map, get_pinned
+from sealnet.contracts.signing import load_public
+from sealnet.runtime import node, node_metrics, nonce_ledger, seal_keys
+from sealnet.runtime.node_files import NodeFileError, read_bounded
+
+MAX_BUNDLE_BYTES = 256 << 20  # two 64 MiB sections, a header and a signature fit with room
+TICK_SECONDS = 1.0
+
+
+def log(event: str, **fields: Any) -> None:
+    """One JSON line per event on stderr (journald and log shippers read it as is)."""
+    record = {"ts": round(time.time(), 3), "event": event, **fields}
+    print(json.dumps(record, sort_keys=True, default=str), file=sys.stderr, flush=True)
+
+
+def signer_id(public_key: Any) -> str:
+    """A short, stable name for the authority: SHA-256 of its raw public key."""
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return "ed25519:" + hashlib.sha256(raw).hexdigest()[:32]
+
+
+def verified_bundle(path: str, trust: str) -> tuple[VerifiedBundle, str]:
+    """Read (bounded, non-blocking) and verify a bundle; refuses with one line."""
+    key = load_public(trust)
+    try:
+        data = read_bounded(path, MAX_BUNDLE_BYTES, "bundle")
+    except NodeFileError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        return load_bundle(data, key), signer_id(key)
+    except BundleError as exc:
+        raise UserError(f"{path}: refused, nothing loaded: {exc}") from None
+
+
+def load_verified(verified: VerifiedBundle, signer: str, *, iface: str, netns: str | None,
+                  keys: seal_keys.KeyFile | None, keys_path: str, force: bool = False) -> node.NodeState:
+    manifest = verified.manifest
+    policy = manifest.get("policy", {})
+    return node.load_object(
+        verified.object_bytes, iface=iface, netns=netns, measurement=verified.measurement,
+        policy=f"{policy.get('name')} version {policy.get('version')}",
+        domain_ids={d["name"]: d["id"] for d in manifest.get("domains", [])}, keys=keys, keys_path=keys_path,
+        policy_name=str(policy.get("name", "")), policy_version=int(policy.get("version", 0)),
+        signer=signer, rules=list(manifest.get("rules", [])), force=force)
+
+
+# --------------------------------------------------------------------- sources
+
+
+@dataclass
+class Desired:
+    """What the node should run: a verified bundle (or None: keep what runs) and keys."""
+
+    bundle: VerifiedBundle | None
+    signer: str
+    keys: seal_keys.KeyFile | None
+    keys_path: str
+    keys_digest: str
+
+
+class Source(Protocol):
+    def desired(self) -> Desired:
+        """Read what the node should run now (called at start and on SIGHUP)."""
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to `timeout` seconds; True when something new is available without a SIGHUP."""
+
+
+class FileSource:
+    def __init__(self, bundle: str | None, trust: str | None, keys: str | None, allow_loose: bool) -> None:
+        self.bundle, self.trust, self.keys, self.allow_loose = bundle, trust, keys, allow_loose
+
+    def desired(self) -> Desired:
+        verified, signer = verified_bundle(self.bundle, self.trust or "") if self.bundle else (None, "")
+        keys, digest = None, ""
+        if self.keys:
+            keys = seal_keys.load_key_file(self.keys, allow_loose_permissions=self.allow_loose)
+            digest = hashlib.sha256(read_bounded(self.keys, seal_keys.MAX_KEY_FILE_BYTES, "key file")).hexdigest()
+        return Desired(verified, signer, keys, self.keys or "<keys>", digest)
+
+    def wait(self, timeout: float) -> bool:
+        time.sleep(timeout)
+        return False
+
+
+# --------------------------------------------------------------------- the agent
+
+
+@dataclass
+class AgentConfig:
+    iface: str
+    netns: str | None = None
+    bundle: str | None = None
+    trust: str | None = None
+    keys: str | None = None
+    control: str | None = None
+    metrics: str | None = None
+    grace: float = 30.0
+    allow_loose_key_permissions: bool = False
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, source: Source) -> None:
+        self.config = config
+        self.source = source
+        self.stop = threading.Event()
+        self.reload = threading.Event()
+        self.keys_digest = ""
+        self.rotated_at: float | None = None
+
+    # ---- start: adopt, then converge
+    def adopt(self) -> None:
+        done = node.recover(self.config.iface, self.config.netns)
+        if done:
+            log("recovered", iface=self.config.iface, detail=done)
+        state = node.read_state(self.config.iface, self.config.netns)
+        if state is not None:
+            attached = node.attached_program_ids(self.config.iface, self.config.netns)
+            log("adopted", iface=self.config.iface, policy=state.policy, measurement=state.measurement,
+                enforcing=attached == state.program_ids)
+
+    def converge(self) -> None:
+        """Make the node run what the source says (a replace, a rotation, or nothing)."""
+        want = self.source.desired()
+        cfg = self.config
+        state = node.read_state(cfg.iface, cfg.netns)
+        if want.bundle is not None and (state is None or state.measurement != want.bundle.measurement):
+            started = time.monotonic()
+            state = load_verified(want.bundle, want.signer, iface=cfg.iface, netns=cfg.netns, keys=want.keys,
+                                  keys_path=want.keys_path)
+            self.keys_digest = want.keys_digest
+            log("loaded", iface=cfg.iface, policy=state.policy, measurement=state.measurement,
+                program_tags=state.program_tags, seconds=round(time.monotonic() - started, 4))
+            return
+        if want.keys is not None and want.keys_digest != self.keys_digest and state is not None:
+            if not self.keys_digest and state.epochs and self._same_epochs(state, want.keys):
+                self.keys_digest = want.keys_digest  # adopted: these keys are the running ones
+                want.keys.wipe()
+                return
+            state = node.install_keys(cfg.iface, cfg.netns, want.keys, want.keys_path)
+            self.keys_digest = want.keys_digest
+            self.rotated_at = time.monotonic()
+            log("keys_installed", iface=cfg.iface, epochs=state.epochs, sender=state.sender)
+
+    @staticmethod
+    def _same_epochs(state: node.NodeState, keys: seal_keys.KeyFile) -> bool:
+        return all(state.epochs.get(f"{p.domains[0]}->{p.domains[1]}") == p.current[0] for p in keys.pairs)
+
+    # ---- every tick
+    def tick(self) -> None:
+        state = node.read_state(self.config.iface, self.config.netns)
+        if state is None or not state.sealing:
+            return
+        if self.rotated_at is not None and time.monotonic() - self.rotated_at >= self.config.grace:
+            released = node.retire_previous_epochs(self.config.iface, self.config.netns)
+            self.rotated_at = None
+            log("grace_ended", iface=self.config.iface, released_slots=released)
+        self.renew_generation(state)
+
+    def renew_generation(self, state: node.NodeState) -> None:
+        """Move the counters to a fresh generation long before any CPU's count ends (2^31 of 2^32)."""
+        with Map.from_fd(get_pinned(os.path.join(state.pin_dir, "seal_seq")), owns_fd=True) as seq:
+            counts = [int.from_bytes(v[:8], "little") & ((1 << nonce_ledger.GENERATION_SHIFT) - 1)
+                      for v in seq.lookup_percpu(bytes(4)) or []]
+            if not counts or max(counts) < nonce_ledger.COUNT_RENEW_AT or state.sender is None:
+                return
+            generation = nonce_ledger.reserve_generation(node.DURABLE_DIR, state.sender)
+            seq.update(bytes(4), nonce_ledger.sequence_base(generation).to_bytes(8, "little"))
+        log("generation_renewed", iface=self.config.iface, generation=generation)
+
+    def run(self) -> int:
+        cfg = self.config
+        log("starting", iface=cfg.iface, netns=cfg.netns, pid=os.getpid())
+        server = node_metrics.start([(cfg.iface, cfg.netns)], node.STATE_DIR, cfg.metrics) if cfg.metrics else None
+        try:
+            self.adopt()
+            self.converge()
+            while not self.stop.is_set():
+                if self.reload.is_set() or self.source.wait(0):
+                    self.reload.clear()
+                    try:
+                        self.converge()
+                    except Exception as exc:  # a bad new bundle or key file: keep running the old one
+                        log("reload_refused", iface=cfg.iface, error=str(exc).splitlines()[0] if str(exc) else repr(exc))
+                try:
+                    self.tick()
+                except Exception as exc:
+                    log("tick_failed", iface=cfg.iface, error=str(exc))
+                self.stop.wait(TICK_SECONDS)
+        finally:
+            if server is not None:
+                server.shutdown()  # type: ignore[attr-defined]
+        log("stopped", iface=cfg.iface, detail="the data plane stays attached and enforcing")
+        return 0
+
+
+def run(config: AgentConfig) -> int:
+    if config.control:
+        raise UserError(f"--control {config.control}: this agent has no control plane client yet; "
+                        f"use --bundle/--trust/--keys")
+    agent = Agent(config, FileSource(config.bundle, config.trust, config.keys, config.allow_loose_key_permissions))
+    signal.signal(signal.SIGTERM, lambda *_: agent.stop.set())
+    signal.signal(signal.SIGINT, lambda *_: agent.stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: agent.reload.set())
+    return agent.run()

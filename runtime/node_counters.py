@@ -1,0 +1,78 @@
+"""The running data plane's counters, each traced to the rule and policy line behind it.
+
+`rule_hits` counts per (direction, rule), the default rule last;
+`verdict_hits` per (direction, verdict). Both are read from the pins of the
+running load, so `status`, `metrics` and the agent see the same numbers.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from sealnet.contracts.abi import RULE_HITS_MAP, VERDICT_HITS_MAP, Direction, Verdict, verdict_slot
+from sealnet.contracts.libbpf import LibbpfError, Map, get_pinned
+from sealnet.runtime.node_state import NodeState
+
+DIRECTIONS = tuple(d.label for d in Direction)
+
+
+class CountersError(Exception):
+    """The pinned counters cannot be read; the message says which pin and why."""
+
+
+@dataclass(frozen=True)
+class RuleCount:
+    index: int
+    name: str
+    action: str
+    line: int
+    direction: str
+    packets: int
+
+
+def _open(state: NodeState, name: str) -> Map:
+    path = os.path.join(state.pin_dir, name)
+    try:
+        return Map.from_fd(get_pinned(path), owns_fd=True)
+    except LibbpfError as exc:
+        if exc.errno == 1 or exc.errno == 13:
+            raise CountersError(f"{path}: permission denied (reading the data plane needs root or CAP_BPF)") from None
+        raise CountersError(f"{path}: the running load's pin is missing ({exc.message}); "
+                            f"load the bundle again to repair it") from None
+
+
+def _values(m: Map) -> list[int]:
+    return [m.sum_percpu_u64(i.to_bytes(4, "little")) for i in range(m.max_entries)]
+
+
+def verdict_counts(state: NodeState) -> dict[str, dict[str, int]]:
+    with _open(state, VERDICT_HITS_MAP) as m:
+        values = _values(m)
+    return {d.label: {v.label: values[verdict_slot(d, v)] for v in Verdict} for d in Direction}
+
+
+def rule_counts(state: NodeState) -> list[RuleCount]:
+    with _open(state, RULE_HITS_MAP) as m:
+        values = _values(m)
+    per_direction = len(values) // 2
+    known = {int(r["index"]): r for r in state.rules}
+    out = []
+    for d, direction in enumerate(DIRECTIONS):
+        for index in range(per_direction):
+            info = known.get(index, {})
+            default = index == per_direction - 1
+            out.append(RuleCount(index, str(info.get("name", "default" if default else f"rule {index}")),
+                                 str(info.get("action", "")), int(info.get("line", 0)), direction,
+                                 values[d * per_direction + index]))
+    return out
+
+
+def snapshot(state: NodeState) -> dict[str, Any]:
+    """Everything `status --format json` shows about counters."""
+    return {
+        "verdict_hits": verdict_counts(state),
+        "rules": [{"index": r.index, "name": r.name, "action": r.action, "line": r.line,
+                   "direction": r.direction, "packets": r.packets} for r in rule_counts(state)],
+    }

@@ -1,0 +1,537 @@
+"""Issue 11, attacked as the review did: nonces, replay, kill -9, unload, rollback, bad input.
+
+Each test names the finding it reproduces. Two namespaces a (198.18.0.1) and
+b (198.18.0.2) on a veth; the policy seals everything between them except
+one plaintext port. Every loop is bounded; the topology fixture deletes the
+namespaces and every test unloads what it loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from sealnet.contracts.libbpf import Map, get_pinned
+from sealnet.runtime import node, nonce_ledger, seal_wire
+from sealnet.runtime.netns import run_in_netns
+from sealing import key_file_text, pair_key
+
+POLICY = '''policy "safety" version {version}
+domain a {{ tee tdx; nodes 198.18.0.1/32 }}
+domain b {{ tee tdx; nodes 198.18.0.2/32 }}
+rule plain: allow plaintext udp from a to b port 9999
+rule ab: seal from a to b
+rule ba: seal from b to a
+'''
+IP_A, IP_B = "198.18.0.1", "198.18.0.2"
+SEALED_PORT = 7000
+ETH_P_ALL = 0x0003
+SOL_PACKET, PACKET_QDISC_BYPASS = 263, 20
+SEALNET = [sys.executable, "-m", "sealnet.runtime.cli"]
+
+
+# ------------------------------------------------------------------ fixtures and helpers
+
+
+@dataclass
+class Lab:
+    tmp: Path
+    auth: Path
+    bundles: dict[int, Path]
+    keys: Path
+    key: bytes
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "SEALNET_STATE_DIR": node.STATE_DIR, "SEALNET_LIB_DIR": node.DURABLE_DIR}
+
+
+_bundles: dict[str, bytes] = {}
+
+
+def _bundle(tmp: Path, auth: Path, version: int) -> Path:
+    from sealnet.compiler.cli import main as policyc
+
+    policy, out = tmp / f"safety{version}.policy", tmp / f"safety{version}.bundle"
+    policy.write_text(POLICY.format(version=version))
+    assert policyc(["compile", str(policy), "-o", str(out), "--sign-key", str(auth)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory) -> tuple[Path, dict[int, Path]]:
+    from sealnet.compiler.cli import main as policyc
+
+    tmp = tmp_path_factory.mktemp("bundles")
+    auth = tmp / "auth.key"
+    assert policyc(["keygen", str(auth)]) == 0
+    return auth, {v: _bundle(tmp, auth, v) for v in (1, 2)}
+
+
+@pytest.fixture
+def lab(tmp_path, monkeypatch, signed) -> Lab:
+    monkeypatch.setattr(node, "STATE_DIR", str(tmp_path / "run"))
+    monkeypatch.setattr(node, "DURABLE_DIR", str(tmp_path / "lib"))
+    auth, bundles = signed
+    key = pair_key()
+    keys = tmp_path / "shared.keys"
+    keys.write_text(key_file_text(None, {("a", "b"): {"current": (3, key)}}))
+    keys.chmod(0o600)
+    return Lab(tmp_path, auth, bundles, keys, key)
+
+
+def sealnet(lab: Lab, *args: str, failpoint: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = lab.env()
+    if failpoint:
+        env["SEALNET_FAILPOINT"] = failpoint
+    return subprocess.run([*SEALNET, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def load_args(lab: Lab, iface: str, ns: str, version: int = 1, keys: bool = True) -> list[str]:
+    return ["node", "load", str(lab.bundles[version]), "--iface", iface, "--netns", ns,
+            "--trust", f"{lab.auth}.pub", *(["--keys", str(lab.keys)] if keys else [])]
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sealnet: error:"), proc.stderr
+    return lines[0]
+
+
+class Capture:
+    """A packet socket on an interface, read on a thread (bounded in time)."""
+
+    def __init__(self, ns: str, iface: str, seconds: float = 20.0) -> None:
+        self.sock = run_in_netns(ns, self._open, iface)
+        self.frames: list[bytes] = []
+        self.deadline = time.monotonic() + seconds
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _open(iface: str) -> socket.socket:
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        s.bind((iface, 0))
+        s.settimeout(0.2)
+        return s
+
+    def _read(self) -> None:
+        while not self.stopped.is_set() and time.monotonic() < self.deadline:
+            try:
+                frame, addr = self.sock.recvfrom(65535)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if addr[2] != socket.PACKET_OUTGOING:
+                self.frames.append(frame)
+
+    def stop(self) -> list[bytes]:
+        time.sleep(0.2)
+        self.stopped.set()
+        self.thread.join(timeout=5)
+        self.sock.close()
+        return self.frames
+
+
+def udp_frames_to(frames: list[bytes], port: int) -> list[bytes]:
+    return [f for f in frames if f[12:14] == b"\x08\x00" and f[23] == 17 and int.from_bytes(f[36:38], "big") == port]
+
+
+def headers(frames: list[bytes]) -> list[seal_wire.SealHeader]:
+    out = []
+    for f in frames:
+        packet = f[14:]
+        out.append(seal_wire.SealHeader.unpack(packet[seal_wire.Ipv4View.parse(packet).payload_at:]))
+    return out
+
+
+def _bound(ip: str, port: int) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((ip, port))
+    s.settimeout(0.5)
+    return s
+
+
+def _send(dst: str, port: int, payloads: list[bytes]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for p in payloads:
+            s.sendto(p, (dst, port))
+
+
+def _inject(iface: str, frames: list[bytes]) -> None:
+    """Raw frames out of `iface`, past the qdisc and so past its TC egress program."""
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
+        s.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+        s.bind((iface, 0))
+        for f in frames:
+            s.send(f)
+
+
+def received(ns: str, ip: str, port: int, send, count: int) -> list[bytes]:  # type: ignore[no-untyped-def]
+    """Run `send()` and return what a socket bound in `ns` received (bounded)."""
+    rx = run_in_netns(ns, _bound, ip, port)
+    try:
+        send()
+        got = []
+        for _ in range(count):
+            try:
+                got.append(rx.recv(4096))
+            except socket.timeout:
+                break
+        return got
+    finally:
+        rx.close()
+
+
+def send_sealed(ns_a: str, ns_b: str, if_b: str, count: int, tag: bytes = b"x") -> list[bytes]:
+    """a -> b on the sealed port; returns the sealed frames captured on b's side."""
+    capture = Capture(ns_b, if_b)
+    payloads = [tag + b"%04d" % i for i in range(count)]
+    got = received(ns_b, IP_B, SEALED_PORT, lambda: run_in_netns(ns_a, _send, IP_B, SEALED_PORT, payloads), count)
+    frames = udp_frames_to(capture.stop(), SEALED_PORT)
+    assert sorted(got) == sorted(payloads)
+    return frames
+
+
+def forged_plaintext_arrives(ns_a: str, ns_b: str, if_a: str) -> bool:
+    """Does a plaintext datagram to the sealed port, sent past a's TC, reach b's application?"""
+    frame = _plain_frame(ns_a, if_a)
+    got = received(ns_b, IP_B, SEALED_PORT, lambda: run_in_netns(ns_a, _inject, if_a, [frame] * 3), 1)
+    return bool(got)
+
+
+def _plain_frame(ns_a: str, if_a: str) -> bytes:
+    from sealnet.runtime.packets import udp
+
+    # Broadcast destination: the peer veth takes it whatever its MAC.
+    return b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00" + udp(IP_A, IP_B, b"forged plaintext",
+                                                                          dport=SEALED_PORT)
+
+
+def verdicts(iface: str, ns: str, direction: str) -> dict[str, int]:
+    from sealnet.runtime import node_counters
+
+    state = node.read_state(iface, ns)
+    assert state is not None
+    return node_counters.verdict_counts(state)[direction]
+
+
+# ------------------------------------------------------------------ finding 1: nonces across reload and reboot
+
+
+@pytest.mark.kernel
+def test_findings_1_no_nonce_repeats_across_reload_reboot_and_nodes_sharing_a_key_file(topology, lab) -> None:
+    ns_a, ns_b, veth = topology.pair("198.18.0.0/30")
+    for iface, ns in ((veth.a, ns_a), (veth.b, ns_b)):  # one key file, shared by both nodes
+        assert sealnet(lab, *load_args(lab, iface, ns)).returncode == 0
+    seen: list[tuple[int, int, int]] = []
+    try:
+        seen += [(h.sender, h.cpu, h.seq) for h in headers(send_sealed(ns_a, ns_b, veth.b, 10))]
+        assert sealnet(lab, *load_args(lab, veth.a, ns_a)).returncode == 0  # reload a: new program ids
+        seen += [(h.sender, h.cpu, h.seq) for h in headers(send_sealed(ns_a, ns_b, veth.b, 10))]
+        # Reboot of a: its runtime state is gone (fresh tmpfs), the kernel forgot everything, ids restart.
+        assert sealnet(lab, "node", "unload", "--iface", veth.a, "--netns", ns_a, "--open-sealed-flows").returncode == 0
+        node.STATE_DIR = str(lab.tmp / "run-after-reboot")
+        assert sealnet(lab, *load_args(lab, veth.a, ns_a)).returncode == 0
+        frames = send_sealed(ns_a, ns_b, veth.b, 10)
+        seen += [(h.sender, h.cpu, h.seq) for h in headers(frames)]
+        # b seals with the same file: its sender id is its own address, so its nonces are its own.
+        back = Capture(ns_a, veth.a)
+        received(ns_a, IP_A, SEALED_PORT, lambda: run_in_netns(ns_b, _send, IP_A, SEALED_PORT, [b"b%d" % i for i in range(5)]), 5)
+        b_headers = headers(udp_frames_to(back.stop(), SEALED_PORT))
+    finally:
+        for iface, ns, state_dir in ((veth.a, ns_a, node.STATE_DIR), (veth.b, ns_b, str(lab.tmp / "run"))):
+            node.STATE_DIR = state_dir
+            node.unload(iface, ns, open_sealed_flows=True)
+    assert len(seen) == 30 and len(set(seen)) == 30, "a nonce repeated under one key"
+    assert {s for s, _, _ in seen} == {0xC6120001} and {h.sender for h in b_headers} == {0xC6120002}
+    generations = [seq >> nonce_ledger.GENERATION_SHIFT for _, _, seq in seen]
+    assert generations[0] < generations[10] < generations[20]  # each load in a newer generation
+    assert max(seq for _, _, seq in seen) < 1 << 56  # every suite's nonce carries the whole sequence
+    key = seal_wire.direction_key(lab.key, "a", "b", 3)
+    assert all(seal_wire.open_sealed(f[14:], key)[1].startswith(b"\x00") is not None for f in frames)
+
+
+# ------------------------------------------------------------------ finding 2: concurrent loads
+
+
+def _reserve_many(args: tuple[str, int]) -> list[int]:
+    ledger_dir, n = args
+    return [nonce_ledger.reserve_generation(ledger_dir, 4242) for _ in range(n)]
+
+
+def test_finding_2_concurrent_reservations_never_share_a_generation(tmp_path) -> None:
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        results = pool.map(_reserve_many, [(str(tmp_path), 25)] * 4)
+    generations = [g for chunk in results for g in chunk]
+    assert len(generations) == 100 and len(set(generations)) == 100
+    assert nonce_ledger.last_generation(str(tmp_path), 4242) == max(generations)
+
+
+def test_a_reboot_that_lost_the_ledger_still_starts_after_the_old_generations(tmp_path) -> None:
+    now = time.time()
+    old = [nonce_ledger.reserve_generation(str(tmp_path / "old"), 7, now=now - 3600) for _ in range(5)]
+    fresh = nonce_ledger.reserve_generation(str(tmp_path / "new-disk"), 7, now=now)
+    assert fresh > max(old)
+
+
+# ------------------------------------------------------------------ finding 4: replay after the receiver reloads
+
+
+@pytest.mark.kernel
+def test_finding_4_replays_are_dropped_after_the_receiver_reloads(topology, lab) -> None:
+    ns_a, ns_b, veth = topology.pair("198.18.0.0/30")
+    for iface, ns in ((veth.a, ns_a), (veth.b, ns_b)):
+        assert sealnet(lab, *load_args(lab, iface, ns)).returncode == 0
+    try:
+        frames = send_sealed(ns_a, ns_b, veth.b, 5)
+        assert sealnet(lab, *load_args(lab, veth.b, ns_b)).returncode == 0  # the receiver reloads
+        before = verdicts(veth.b, ns_b, "ingress")
+        got = received(ns_b, IP_B, SEALED_PORT, lambda: run_in_netns(ns_a, _inject, veth.a, frames), 5)
+        assert got == []
+        after = verdicts(veth.b, ns_b, "ingress")
+        assert after["seal_replay_drop"] - before["seal_replay_drop"] == 5
+        send_sealed(ns_a, ns_b, veth.b, 3)  # fresh traffic still flows
+    finally:
+        for iface, ns in ((veth.a, ns_a), (veth.b, ns_b)):
+            node.unload(iface, ns, open_sealed_flows=True)
+
+
+# ------------------------------------------------------------------ finding 5: kill -9 at every step
+
+
+LOAD_STEPS = ("load:pinned", "load:journalled", "load:interface", "load:sealnet_ingress", "load:sealnet_egress",
+              "load:attached")
+
+
+@pytest.mark.kernel
+def test_finding_5_kill_9_at_each_step_of_a_first_load_and_of_a_replace(topology, lab) -> None:
+    ns_a, ns_b, veth = topology.pair("198.18.0.0/30")
+    gso_before = _gso_max_segs(veth.b, ns_b)
+    try:
+        for step in LOAD_STEPS:
+            # A first load killed at `step`: status answers in one line, the next load finishes it.
+            killed = sealnet(lab, *load_args(lab, veth.b, ns_b), failpoint=step)
+            assert killed.returncode == -9, (step, killed.stderr)
+            status = sealnet(lab, "node", "status", "--iface", veth.b, "--netns", ns_b, "--format", "json")
+            assert "Traceback" not in status.stderr, (step, status.stderr)
+            attached = node.attached_program_ids(veth.b, ns_b)
+            if attached["sealnet_ingress"] is not None:
+                assert not forged_plaintext_arrives(ns_a, ns_b, veth.a), step
+            assert sealnet(lab, *load_args(lab, veth.b, ns_b)).returncode == 0, step
+            assert not forged_plaintext_arrives(ns_a, ns_b, veth.a), step
+            doc = json.loads(sealnet(lab, "node", "status", "--iface", veth.b, "--netns", ns_b,
+                                     "--format", "json").stdout)
+            assert doc["enforcing"] and doc["phase"] == "running", step
+            # A replace killed at `step`: the old or the new programs enforce, never neither.
+            killed = sealnet(lab, *load_args(lab, veth.b, ns_b, version=2), failpoint=step)
+            assert killed.returncode == (0 if step == "load:interface" else -9)  # a replace leaves the interface be
+            assert None not in node.attached_program_ids(veth.b, ns_b).values(), step
+            assert not forged_plaintext_arrives(ns_a, ns_b, veth.a), step
+            unloaded = sealnet(lab, "node", "unload", "--iface", veth.b, "--netns", ns_b, "--open-sealed-flows")
+            assert unloaded.returncode == 0, (step, unloaded.stderr)
+            assert node.attached_program_ids(veth.b, ns_b) == {"sealnet_egress": None, "sealnet_ingress": None}
+            assert not os.listdir(node.PIN_ROOT) or not any(
+                p.endswith(veth.b) for p in os.listdir(node.PIN_ROOT)), step
+            assert _gso_max_segs(veth.b, ns_b) == gso_before, step
+            # rollback protection saw version 2 in some steps: start each step from a clean record
+            for f in Path(node.DURABLE_DIR).glob("policy-versions.json"):
+                f.unlink()
+    finally:
+        if node.read_state(veth.b, ns_b) is not None:
+            node.unload(veth.b, ns_b, open_sealed_flows=True)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("step", ["unload:journalled", "unload:sealnet_egress"])
+def test_finding_5_kill_9_during_unload_is_finished_by_the_next_command(topology, lab, step) -> None:
+    ns_a, ns_b, veth = topology.pair("198.18.0.0/30")
+    gso_before = _gso_max_segs(veth.b, ns_b)
+    assert sealnet(lab, *load_args(lab, veth.b, ns_b)).returncode == 0
+    killed = sealnet(lab, "node", "unload", "--iface", veth.b, "--netns", ns_b, "--open-sealed-flows", failpoint=step)
+    assert killed.returncode == -9
+    status = sealnet(lab, "node", "status", "--iface", veth.b, "--netns", ns_b)
+    assert "Traceback" not in status.stderr and "interrupted unload" in status.stdout + status.stderr
+    assert sealnet(lab, "node", "unload", "--iface", veth.b, "--netns", ns_b).returncode == 0
+    assert node.attached_program_ids(veth.b, ns_b) == {"sealnet_egress": None, "sealnet_ingress": None}
+    assert node.read_state(veth.b, ns_b) is None and _gso_max_segs(veth.b, ns_b) == gso_before
+    assert not _has_clsact(veth.b, ns_b)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("step", ["keys:receive", "keys:generation"])
+def test_kill_9_during_a_key_rotation_never_sends_plaintext(topology, lab, step) -> None:
+    ns_a, ns_b, veth = topology.pair("198.18.0.0/30")
+    for iface, ns in ((veth.a, ns_a), (veth.b, ns_b)):
+        assert sealnet(lab, *load_args(lab, iface, ns)).returncode == 0
+    try:
+        lab.keys.write_text(key_file_text(None, {("a", "b"): {"current": (3, lab.key), "next": (4, pair_key())}}))
+        killed = sealnet(lab, "node", "keys", "--iface", veth.a, "--netns", ns_a, "--keys", str(lab.keys),
+                         failpoint=step)
+        assert killed.returncode == -9
+        frames = send_sealed(ns_a, ns_b, veth.b, 5)  # still sealed with epoch 3, and opened
+        assert all(b"x00" not in f for f in frames) and {h.epoch for h in headers(frames)} == {3}
+        assert sealnet(lab, "node", "keys", "--iface", veth.a, "--netns", ns_a, "--keys", str(lab.keys)).returncode == 0
+        send_sealed(ns_a, ns_b, veth.b, 3)
+    finally:
+        for iface, ns in ((veth.a, ns_a), (veth.b, ns_b)):
+            node.unload(iface, ns, open_sealed_flows=True)
+
+
+def _gso_max_segs(iface: str, ns: str) -> int:
+    from sealnet.runtime.netns import iproute
+
+    with iproute(ns) as ipr:
+        index = ipr.link_lookup(ifname=iface)[0]
+        return int(ipr.get_links(index)[0].get_attr("IFLA_GSO_MAX_SEGS"))
+
+
+def _has_clsact(iface: str, ns: str) -> bool:
+    from sealnet.runtime.netns import iproute
+
+    with iproute(ns) as ipr:
+        index = ipr.link_lookup(ifname=iface)[0]
+        return any(q.get_attr("TCA_KIND") == "clsact" for q in ipr.get_qdiscs(index=index))
+
+
+# ------------------------------------------------------------------ finding 6: unload while sealed traffic flows
+
+
+@pytest.mark.kernel
+def test_finding_6_unload_fails_closed_for_sealed_flows_and_says_how_to_open_them(topology, lab) -> None:
+    ns_a, ns_b, veth = topology.pair("198.18.0.0/30")
+    assert not _has_clsact(veth.a, ns_a)
+    for iface, ns in ((veth.a, ns_a), (veth.b, ns_b)):
+        assert sealnet(lab, *load_args(lab, iface, ns)).returncode == 0
+    try:
+        refused = sealnet(lab, "node", "unload", "--iface", veth.a, "--netns", ns_a)
+        assert "--open-sealed-flows" in one_line_error(refused)
+        capture = Capture(ns_b, veth.b)
+        run_in_netns(ns_a, _send, IP_B, SEALED_PORT, [b"PLAINTEXT-%d" % i for i in range(200)])
+        frames = capture.stop()
+        assert udp_frames_to(frames, SEALED_PORT) and not any(b"PLAINTEXT-" in f for f in frames)
+        opened = sealnet(lab, "node", "unload", "--iface", veth.a, "--netns", ns_a, "--open-sealed-flows")
+        assert opened.returncode == 0, opened.stderr
+        assert not _has_clsact(veth.a, ns_a)  # we created it, so it went with us
+    finally:
+        node.unload(veth.b, ns_b, open_sealed_flows=True)
+        if node.read_state(veth.a, ns_a) is not None:
+            node.unload(veth.a, ns_a, open_sealed_flows=True)
+
+
+# ------------------------------------------------------------------ finding 7: rollback
+
+
+@pytest.mark.kernel
+def test_finding_7_an_older_policy_version_is_refused_unless_forced(topology, lab) -> None:
+    ns_a, ns_b, veth = topology.pair("198.18.0.0/30")
+    assert sealnet(lab, *load_args(lab, veth.a, ns_a, version=2)).returncode == 0
+    try:
+        error = one_line_error(sealnet(lab, *load_args(lab, veth.a, ns_a, version=1)))
+        assert "version 1 is older than version 2" in error and "--force" in error
+        state = node.read_state(veth.a, ns_a)
+        assert state is not None and state.policy_version == 2
+        assert sealnet(lab, "node", "unload", "--iface", veth.a, "--netns", ns_a, "--open-sealed-flows").returncode == 0
+        # Has run: even with nothing loaded now, version 1 stays refused.
+        one_line_error(sealnet(lab, *load_args(lab, veth.a, ns_a, version=1)))
+        assert sealnet(lab, *load_args(lab, veth.a, ns_a, version=1), "--force").returncode == 0
+    finally:
+        if node.read_state(veth.a, ns_a) is not None:
+            node.unload(veth.a, ns_a, open_sealed_flows=True)
+
+
+# ------------------------------------------------------------------ findings 11, 12: bad input, one line each
+
+
+@pytest.mark.kernel
+def test_findings_11_12_bad_input_is_one_line_and_changes_nothing(topology, lab) -> None:
+    ns_a, ns_b, veth = topology.pair("198.18.0.0/30")
+    fifo = lab.tmp / "bundle.fifo"
+    os.mkfifo(fifo)
+    trust = ["--trust", f"{lab.auth}.pub"]
+    started = time.monotonic()
+    assert "not a regular file" in one_line_error(sealnet(lab, "node", "load", "/dev/zero", "--iface", veth.a,
+                                                           "--netns", ns_a, *trust, timeout=20))
+    assert "not a regular file" in one_line_error(sealnet(lab, "node", "load", str(fifo), "--iface", veth.a,
+                                                           "--netns", ns_a, *trust, timeout=20))
+    assert time.monotonic() - started < 20
+    bundle = str(lab.bundles[1])
+    assert "no interface" in one_line_error(sealnet(lab, "node", "load", bundle, "--iface", "nope0", "--netns", ns_a, *trust))
+    one_line_error(sealnet(lab, "node", "load", bundle, "--iface", veth.a, "--netns", "sn-no-such-ns", *trust))
+    one_line_error(sealnet(lab, "node", "load", bundle, "--iface", veth.a, "--netns", "../etc", *trust))
+    nested = lab.tmp / "nested.keys"
+    nested.write_text("[" * 200_000)
+    nested.chmod(0o600)
+    assert "nested too deeply" in one_line_error(sealnet(lab, *load_args(lab, veth.a, ns_a)[:-1], str(nested)))
+    loose = lab.tmp / "loose.keys"
+    loose.write_text(lab.keys.read_text())
+    loose.chmod(0o644)
+    assert "--allow-loose-key-permissions" in one_line_error(sealnet(lab, *load_args(lab, veth.a, ns_a)[:-1], str(loose)))
+    assert node.attached_program_ids(veth.a, ns_a) == {"sealnet_egress": None, "sealnet_ingress": None}
+    one_line_error(sealnet(lab, "node", "status", "--iface", veth.a, "--netns", ns_a))  # nothing loaded
+
+    assert sealnet(lab, *load_args(lab, veth.a, ns_a)).returncode == 0
+    try:
+        # `load | head -1`: the reader goes away; no traceback.
+        pipe = subprocess.run(f"{' '.join(SEALNET)} {' '.join(load_args(lab, veth.a, ns_a))} | head -c 1",
+                              shell=True, env=lab.env(), capture_output=True, text=True, timeout=60)
+        assert "Traceback" not in pipe.stderr and "BrokenPipe" not in pipe.stderr
+        # status and unload as an unprivileged user: one line each, nothing changed.
+        for verb in (["status"], ["unload", "--open-sealed-flows"]):
+            proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *SEALNET, "node",
+                                   *verb, "--iface", veth.a, "--netns", ns_a], env=lab.env(), capture_output=True,
+                                  text=True, timeout=60)
+            assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+            assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert None not in node.attached_program_ids(veth.a, ns_a).values()
+        # status with a pin missing: one line that says how to repair it.
+        state = node.read_state(veth.a, ns_a)
+        assert state is not None
+        os.unlink(os.path.join(state.pin_dir, "verdict_hits"))
+        assert "load the bundle again" in one_line_error(sealnet(lab, "node", "status", "--iface", veth.a, "--netns", ns_a))
+    finally:
+        node.unload(veth.a, ns_a, open_sealed_flows=True)
+
+
+# ------------------------------------------------------------------ status and metrics trace drops to lines
+
+
+@pytest.mark.kernel
+def test_status_json_and_metrics_name_the_rule_and_line_of_every_counter(topology, lab) -> None:
+    import urllib.request
+
+    from sealnet.runtime import node_metrics
+
+    ns_a, ns_b, veth = topology.pair("198.18.0.0/30")
+    assert sealnet(lab, *load_args(lab, veth.b, ns_b, keys=False)).returncode == 0
+    try:
+        run_in_netns(ns_a, _send, IP_B, SEALED_PORT, [b"plain"] * 4)  # a has no data plane: plaintext, dropped at b
+        doc = json.loads(sealnet(lab, "node", "status", "--iface", veth.b, "--netns", ns_b, "--format", "json").stdout)
+        rules = {(r["direction"], r["name"]): r for r in doc["counters"]["rules"]}
+        assert rules[("ingress", "ab")]["line"] == 5 and rules[("ingress", "ab")]["packets"] >= 4
+        assert rules[("ingress", "default")]["action"] == "deny"
+        assert doc["counters"]["verdict_hits"]["ingress"]["seal_plaintext_drop"] >= 4
+        assert doc["measurement"].startswith("sha384:") and set(doc["program_tags"]) == {"sealnet_egress", "sealnet_ingress"}
+        server = node_metrics.start([(veth.b, ns_b)], node.STATE_DIR, "127.0.0.1:0")
+        try:
+            port = server.server_address[1]  # type: ignore[attr-defined]
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        finally:
+            server.shutdown()  # type: ignore[attr-defined]
+        assert f'sealnet_rule_packets_total{{action="seal",direction="ingress",iface="{veth.b}",line="5",rule="ab"}}' in text
+        assert f'sealnet_verdict_packets_total{{direction="ingress",iface="{veth.b}",reason="seal_plaintext_drop",verdict="drop"}}' in text
+    finally:
+        node.unload(veth.b, ns_b, open_sealed_flows=True)
