@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sealnet.compiler.codegen import INCLUDE_DIR, render
+from sealnet.contracts.abi import AES_DRIVERS
 from sealnet.contracts.errors import UserError
 from sealnet.compiler.ir import Policy
 
@@ -134,6 +135,6 @@ def compile_c(source: str, clang: Clang | None = None, *, include_dir: Path = IN
         return obj.read_bytes()
 
 
-def build_object(policy: Policy, clang: Clang | None = None, *, aes_implementation: str = "aes-fixed-time") -> bytes:
+def build_object(policy: Policy, clang: Clang | None = None, *, aes_implementation: str = AES_DRIVERS[0]) -> bytes:
     """Render and compile the data plane of a checked policy."""
     return compile_c(render(policy, aes_implementation=aes_implementation), clang)

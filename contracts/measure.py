@@ -20,6 +20,8 @@ from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 
+from sealnet.contracts.btf import KIND_EXTRA
+
 DOMAIN = b"sealnet-measurement-v1"
 PREFIX = "sha384:"
 
@@ -38,15 +40,6 @@ def _field(h: "hashlib._Hash", tag: bytes, *parts: bytes) -> None:
 def _is_measured_data(name: str) -> bool:
     return name.startswith(".rodata") or name.startswith(".data") or name in ("license", ".maps")
 
-
-# BTF kinds (linux/btf.h) -> (bytes after the 12-byte header: fixed, per member,
-# offsets of name references within a member).
-_BTF_EXTRA = {
-    1: (4, 0, ()), 2: (0, 0, ()), 3: (12, 0, ()), 4: (0, 12, (0,)), 5: (0, 12, (0,)),
-    6: (0, 8, (0,)), 7: (0, 0, ()), 8: (0, 0, ()), 9: (0, 0, ()), 10: (0, 0, ()), 11: (0, 0, ()),
-    12: (0, 0, ()), 13: (0, 8, (0,)), 14: (4, 0, ()), 15: (0, 12, ()), 16: (0, 0, ()),
-    17: (4, 0, ()), 18: (0, 0, ()), 19: (0, 12, (0,)),
-}
 
 
 def canonical_btf(data: bytes) -> bytes:
@@ -70,7 +63,7 @@ def canonical_btf(data: bytes) -> bytes:
     while pos < len(types):
         name_off, info, size_or_type = struct.unpack_from("<III", types, pos)
         kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
-        fixed, per_member, name_slots = _BTF_EXTRA[kind]
+        fixed, per_member, name_slots = KIND_EXTRA[kind]
         out += struct.pack(">I", len(name(name_off))) + name(name_off) + struct.pack(">II", info, size_or_type)
         pos += 12
         out += types[pos:pos + fixed]
