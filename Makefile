@@ -62,7 +62,7 @@ demo: setup
 
 # Each benchmark prints its figures as ratios against a baseline measured in the same run.
 bench: setup
-	@for b in bench_lint bench_verify bench_datapath bench_seal bench_compare; do \
+	@for b in bench_lint bench_verify bench_datapath bench_seal bench_compare bench_cluster; do \
 		echo "== $$b"; $(BIN)/python benchmarks/$$b.py; done
 
 clean:

@@ -1,0 +1,219 @@
+"""The cluster's headline figures: the Dask pipeline's makespan and cluster initialisation.
+
+Run (root, BPF, tcpdump not needed, the 'demo' extra):
+    .venv/bin/python benchmarks/bench_cluster.py [--reps 5] [--sizes 10,100,1000] [--agents-max 100]
+
+1. Pipeline makespan: the genomics Dask workflow (scripts/genomics_dask.py)
+   on a 2-nodes-per-domain cluster of examples/genomics.policy, three ways:
+   plaintext (the namespaces, no data plane), Dask's own TLS (`tls://`, a
+   private CA: what a Dask user would pick) on the same namespaces, and
+   sealnet (`cluster up`: every node's agent loaded and keyed). Each is the
+   median of `reps` runs after one warm-up run (which also checks the
+   result); ratios are to plaintext measured in the same run.
+2. Initialisation, by phase, for clusters of 10, 100, 1,000 nodes (two TEE
+   domains with /20 node ranges, a generated policy): bundle, topology, keys,
+   nodes (agents loaded, keyed, enforcing). Sizes above --agents-max nodes
+   measure the topology only and say so: the agent runs one process per node
+   today.
+
+Writes cluster-<time>.json, .md and .png under --out. Everything created is
+removed on exit, also on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from sealnet.compiler.frontend import compile_text, load_policy  # noqa: E402
+from sealnet.runtime.cluster import lifecycle, topology  # noqa: E402
+
+genomics_dask = importlib.import_module("genomics_dask")
+POLICY = ROOT / "examples" / "genomics.policy"
+
+SCALE_POLICY = """policy "scale" version 1
+domain alpha {{ tee sev-snp; nodes 198.18.16.0/20 }}
+domain beta  {{ tee tdx;     nodes 198.18.32.0/20 }}
+rule ab: seal tcp from alpha to beta
+rule ba: seal tcp from beta to alpha
+rule aa: allow from alpha to alpha
+rule bb: allow from beta to beta
+default deny
+"""
+
+
+def _makespans(deployment: Any, reps: int, samples: int, reads: int) -> tuple[list[float], bool]:
+    first = deployment.run(samples=samples, reads=reads, check=True)  # warm-up, and the result is right
+    times = [deployment.run(samples=samples, reads=reads, check=False)["makespan_s"] for _ in range(reps)]
+    return times, bool(first["checked"])
+
+
+def bench_pipeline(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    policy, _ = load_policy(str(POLICY))
+    results: dict[str, Any] = {}
+    layout = topology.plan(policy, 2, "bp" + os.urandom(3).hex())
+    try:
+        topology.build(layout)
+        for name, tls in (("plaintext", False), ("dask-tls", True)):
+            deployment = genomics_dask.deploy(layout, policy, work / name, tls=tls)
+            try:
+                times, checked = _makespans(deployment, args.reps, args.samples, args.reads)
+            finally:
+                deployment.stop()
+            results[name] = {"median_s": statistics.median(times), "runs_s": times, "checked": checked}
+            print(f"pipeline {name:<10} {statistics.median(times):.3f} s", flush=True)
+    finally:
+        topology.teardown(layout.cluster_id)
+    state_dir = str(work / "sealnet-cluster")
+    try:
+        state = lifecycle.up(str(POLICY), 2, state_dir)
+        assert state.layout is not None
+        deployment = genomics_dask.deploy(state.layout, policy, work / "sealnet")
+        try:
+            times, checked = _makespans(deployment, args.reps, args.samples, args.reads)
+        finally:
+            deployment.stop()
+        results["sealnet"] = {"median_s": statistics.median(times), "runs_s": times, "checked": checked}
+        print(f"pipeline {'sealnet':<10} {statistics.median(times):.3f} s", flush=True)
+    except Exception as exc:
+        results["sealnet"] = {"unavailable": str(exc).splitlines()[0][:300]}
+        print(f"pipeline sealnet unavailable: {results['sealnet']['unavailable']}", flush=True)
+    finally:
+        lifecycle.down(state_dir)
+    base = results["plaintext"]["median_s"]
+    for r in results.values():
+        if "median_s" in r:
+            r["ratio"] = r["median_s"] / base
+            r["penalty_pct"] = (r["ratio"] - 1) * 100
+    return results
+
+
+def bench_init(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
+    policy_path = work / "scale.policy"
+    policy_path.write_text(SCALE_POLICY.format())
+    policy, diags = compile_text(SCALE_POLICY.format(), str(policy_path))
+    assert policy is not None, diags
+    rows = []
+    for size in args.sizes:
+        per_domain = max(1, size // 2)
+        row: dict[str, Any] = {"nodes": per_domain * 2}
+        agents_error = None
+        if per_domain * 2 <= args.agents_max:
+            state_dir = str(work / f"init-{size}")
+            try:
+                state = lifecycle.up(str(policy_path), per_domain, state_dir, timeout=600)
+                row["phases_s"] = dict(state.phases)
+                row["hosts"] = len(state.layout.hosts) if state.layout else 0
+            except Exception as exc:
+                agents_error = str(exc).splitlines()[0][:200]
+            finally:
+                started = time.perf_counter()
+                lifecycle.down(state_dir)
+                row["down_s"] = time.perf_counter() - started
+        if per_domain * 2 > args.agents_max or agents_error:
+            layout = topology.plan(policy, per_domain, "bi" + os.urandom(3).hex())
+            try:
+                row["phases_s"] = {"topology": topology.build(layout)}
+                row["hosts"] = len(layout.hosts)
+                row["note"] = (f"topology only: agents failed: {agents_error}" if agents_error
+                               else "topology only: the node agent runs one process per node")
+            finally:
+                started = time.perf_counter()
+                topology.teardown(layout.cluster_id)
+                row["down_s"] = time.perf_counter() - started
+        row["enforcing_s"] = sum(v for k, v in row["phases_s"].items() if k != "bundle")
+        print(f"init {row['nodes']:>5} nodes: " + ", ".join(f"{k} {v:.3f} s" for k, v in row["phases_s"].items())
+              + (f" ({row['note']})" if "note" in row else ""), flush=True)
+        rows.append(row)
+    return rows
+
+
+def _markdown(doc: dict[str, Any]) -> str:
+    lines = [f"# Cluster benchmark, {doc['time']}", "", f"Machine: {doc['machine']}", "",
+             "## Pipeline makespan (genomics on Dask, 2 nodes per domain)", "",
+             "| configuration | median makespan | ratio to plaintext | penalty |", "|---|---|---|---|"]
+    for name, r in doc["pipeline"].items():
+        if "median_s" in r:
+            lines.append(f"| {name} | {r['median_s']:.3f} s | {r['ratio']:.3f} | {r['penalty_pct']:+.1f} % |")
+        else:
+            lines.append(f"| {name} | unavailable: {r['unavailable']} | | |")
+    lines += ["", "## Initialisation by phase", "", "| nodes | hosts | " + "phase seconds | enforcing (excl. bundle) | down |",
+              "|---|---|---|---|---|"]
+    for row in doc["init"]:
+        phases = ", ".join(f"{k} {v:.3f}" for k, v in row["phases_s"].items())
+        lines.append(f"| {row['nodes']} | {row['hosts']} | {phases}{' (' + row['note'] + ')' if 'note' in row else ''} "
+                     f"| {row['enforcing_s']:.3f} s | {row['down_s']:.3f} s |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(doc: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    names = [n for n, r in doc["pipeline"].items() if "median_s" in r]
+    a.bar(names, [doc["pipeline"][n]["median_s"] for n in names], color=["#888", "#c55", "#5a5"][: len(names)])
+    a.set_ylabel("makespan (s)")
+    a.set_title("genomics pipeline on Dask")
+    sizes = [str(r["nodes"]) for r in doc["init"]]
+    bottom = [0.0] * len(sizes)
+    for phase in ("topology", "keys", "nodes"):
+        vals = [r["phases_s"].get(phase, 0.0) for r in doc["init"]]
+        b.bar(sizes, vals, bottom=bottom, label=phase)
+        bottom = [x + y for x, y in zip(bottom, vals)]
+    b.set_xlabel("nodes")
+    b.set_ylabel("seconds")
+    b.set_title("initialisation by phase (bundle excluded)")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="pipeline makespan and cluster initialisation")
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--reads", type=int, default=2000)
+    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10, 100, 1000])
+    parser.add_argument("--agents-max", type=int, default=100)
+    parser.add_argument("--skip-pipeline", action="store_true")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = parser.parse_args()
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    with tempfile.TemporaryDirectory(prefix="sealnet-bench-cluster-") as tmp:
+        work = Path(tmp)
+        doc: dict[str, Any] = {"time": stamp, "machine": f"{platform.node()} {platform.release()} "
+                               f"{os.cpu_count()} CPUs {platform.processor() or platform.machine()}",
+                               "reps": args.reps, "samples": args.samples, "reads": args.reads}
+        doc["pipeline"] = {} if args.skip_pipeline else bench_pipeline(args, work)
+        doc["init"] = bench_init(args, work)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"cluster-{stamp}.json").write_text(json.dumps(doc, indent=1))
+    (out / f"cluster-{stamp}.md").write_text(_markdown(doc))
+    plotted = _plot(doc, out / f"cluster-{stamp}.png")
+    print(_markdown(doc))
+    print(f"wrote {out}/cluster-{stamp}.json, .md" + (", .png" if plotted else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
