@@ -49,19 +49,23 @@ static __always_inline int search_le(const volatile __u32 *keys, __u64 cap, __u6
 /* Index of the interval holding v, through an address-prefix index
  * (compiler/tables.py PrefixIndex): bucket 0 holds keys below `base`,
  * 1 + ((v - base) >> shift) the span, `buckets` + 1 everything above; the
- * search covers intervals index[b] .. index[b + 1], a handful instead of all. */
+ * search covers intervals index[b] .. index[b + 1], a handful instead of all.
+ * The bucket is computed without branches, like search_le's steps: a branch
+ * here would double the verifier's paths through everything after it. */
 static __always_inline int search_indexed(const volatile __u32 *keys, __u64 cap,
 					  const volatile __u32 *index, __u64 index_cap, __u32 base,
 					  __u32 shift, __u64 buckets, __u32 v, __u64 *out)
 {
-	__u64 b = 0;
+	__u64 diff = (__u64)v - (__u64)base; /* bit 63: v < base */
+	asm volatile("" : "+r"(diff));
+	__u64 above = (diff >> 63) ^ 1;
+	asm volatile("" : "+r"(above));
+	__u64 off = (diff & 0xFFFFFFFFull) >> shift;
+	__u64 over = (buckets - off) >> 63; /* off > buckets: clamp to the last bucket */
+	asm volatile("" : "+r"(over));
+	off = off * (over ^ 1) + buckets * over;
+	__u64 b = above * (off + 1);
 
-	if (v >= base) {
-		b = (__u64)((v - base) >> shift);
-		if (b > buckets)
-			b = buckets;
-		b += 1;
-	}
 	if (b + 1 >= index_cap)
 		return -1;
 	__u64 lo = index[b];
