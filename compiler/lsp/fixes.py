@@ -97,13 +97,15 @@ def _delete_lines(first: int, last: int) -> Edit:
 
 # -- candidates ------------------------------------------------------------------------------
 def proved_fixes(front_end: FrontEnd, analysis: Analysis, policy: Policy, findings: tuple[FindingView, ...],
-                 limit: int = FIX_LIMIT) -> Iterator[Fix]:
-    """Fixes for the findings, each proved by diff against `policy`, at most `limit`."""
+                 limit: int = FIX_LIMIT, stop: Callable[[], bool] = lambda: False) -> Iterator[Fix]:
+    """Fixes for the findings, each proved by diff against `policy`, at most `limit`, until `stop()`."""
     offered = 0
     for finding in findings:
         if offered >= limit:
             return
         for fix, claim in _candidates(analysis, policy, finding):
+            if stop():
+                return
             new = compile_text_of(front_end, apply(analysis.text, fix.edits))
             if new is None:
                 continue

@@ -20,7 +20,7 @@ from pygls.lsp.server import LanguageServer
 
 from sealnet.compiler.formatter import FormatError, format_text
 from sealnet.compiler.lsp import actions, completion, hover, navigation, tokens
-from sealnet.compiler.lsp.convert import SOURCE, to_lsp
+from sealnet.compiler.lsp.convert import SOURCE
 from sealnet.compiler.lsp.document import FrontEnd
 from sealnet.compiler.lsp.state import DocumentState, Verified
 from sealnet.compiler.lsp.worker import Background
@@ -50,6 +50,7 @@ class PolicyServer(LanguageServer):
 
     def refresh(self, uri: str) -> None:
         """Re-analyse the document's current text, publish, and start its verification."""
+        started = time.perf_counter()
         document = self.workspace.get_text_document(uri)
         state = self.documents.get(uri)
         if state is None:
@@ -59,19 +60,21 @@ class PolicyServer(LanguageServer):
             gc.freeze()  # what is loaded now lives long: keep the collector from walking it on every keystroke
         else:
             state.analysis = state.front_end.analyse(document.source, document.version)
+        analysed = time.perf_counter()
         self.publish(uri)
+        published = time.perf_counter()
         job = self.background.submit(uri, document.version, document.source)
         state.pending = job
-        self._started[job.id] = time.perf_counter()
-        self.log(f"verifying {uri} version {document.version}")
+        self._started[job.id] = started
+        self.log(f"verifying {uri} version {document.version} (analysed in {(analysed - started) * 1000:.0f} ms, "
+                 f"diagnostics published in {(published - analysed) * 1000:.0f} ms)")
 
     def publish(self, uri: str) -> None:
         state = self.documents.get(uri)
         if state is None:
             return
-        diagnostics = [to_lsp(d, uri) for d in state.diagnostics() if d.span.file == uri]
         self.text_document_publish_diagnostics(
-            types.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics, version=state.version))
+            types.PublishDiagnosticsParams(uri=uri, diagnostics=state.lsp_diagnostics(), version=state.version))
 
     def close(self, uri: str) -> None:
         state = self.documents.pop(uri, None)
@@ -147,6 +150,11 @@ def build_server() -> PolicyServer:
 
     def state_of(uri: str) -> DocumentState | None:
         return server.documents.get(uri)
+
+    @server.feature(types.INITIALIZED)
+    @_answering(server, none)
+    def initialized(ls: PolicyServer, params: types.InitializedParams) -> None:
+        ls.background.prestart()
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     @_answering(server, none)

@@ -12,9 +12,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from lsprotocol import types
+
 from sealnet.compiler import ast
 from sealnet.compiler.diagnostics import Diagnostic
 from sealnet.compiler.ir import Policy, Span
+from sealnet.compiler.lsp.convert import to_lsp
 from sealnet.compiler.lsp.document import Analysis, Chunk, FrontEnd, shift
 from sealnet.compiler.lsp.fixes import Fix
 from sealnet.compiler.lsp.verification import Verdict
@@ -51,6 +54,10 @@ def relocate(span: Span, old: Analysis, new: Analysis) -> Span | None:
     return shift(span, moved.offset - chunk.offset)
 
 
+def _unmoved(diag: Diagnostic, old: Analysis, new: Analysis) -> bool:
+    return all(relocate(span, old, new) == span for span in (diag.span, *(n.span for n in diag.notes)))
+
+
 def relocate_diagnostic(diag: Diagnostic, old: Analysis, new: Analysis) -> Diagnostic | None:
     span = relocate(diag.span, old, new)
     if span is None:
@@ -72,6 +79,14 @@ class Verified:
     policy: Policy
     fixes: list[Fix] = field(default_factory=list)
     _index: RuleIndex | None = None
+    _converted: list[tuple[Diagnostic, types.Diagnostic]] | None = None
+
+    def converted(self, uri: str) -> list[tuple[Diagnostic, types.Diagnostic]]:
+        """The findings and undecided properties, with their LSP form (built once)."""
+        if self._converted is None:
+            ours = [f.to_diagnostic() for f in self.verdict.findings] + list(self.verdict.undecided)
+            self._converted = [(d, to_lsp(d, uri)) for d in ours if d.span.file == uri]
+        return self._converted
 
     @property
     def index(self) -> RuleIndex:
@@ -93,24 +108,22 @@ class DocumentState:
     def version(self) -> int | None:
         return self.analysis.version
 
-    def diagnostics(self) -> list[Diagnostic]:
-        """Syntax and checker diagnostics of the current text, then the verifier's findings."""
+    def lsp_diagnostics(self) -> list[types.Diagnostic]:
+        """Syntax and checker diagnostics of the current text, then the verifier's findings (as LSP)."""
         current = self.analysis
-        if self.checked is not None and self.checked[0] is current and not current.syntax:
-            out = list(self.checked[1])
-        else:
-            out = current.diagnostics
-        if self.verified is not None and not current.has_errors and not (
-                self.checked is not None and self.checked[0] is current and self.checked[2]):
-            old = self.verified.analysis
-            for finding in self.verified.verdict.findings:
-                moved = relocate_diagnostic(finding.to_diagnostic(), old, current)
+        full_check = self.checked is not None and self.checked[0] is current and not current.syntax
+        checker = list(self.checked[1]) if full_check else current.diagnostics  # type: ignore[index]
+        out = [to_lsp(d, self.uri) for d in checker if d.span.file == self.uri]
+        if self.verified is None or current.has_errors or (full_check and self.checked[2]):  # type: ignore[index]
+            return out
+        old = self.verified.analysis
+        for ours, converted in self.verified.converted(self.uri):
+            if old is current or _unmoved(ours, old, current):
+                out.append(converted)  # converted once per result: most findings do not move on an edit
+            else:
+                moved = relocate_diagnostic(ours, old, current)
                 if moved is not None:
-                    out.append(moved)
-            for undecided in self.verified.verdict.undecided:
-                moved = relocate_diagnostic(undecided, old, current)
-                if moved is not None:
-                    out.append(moved)
+                    out.append(to_lsp(moved, self.uri))
         return out
 
     def fresh(self) -> Verified | None:

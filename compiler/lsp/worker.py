@@ -9,20 +9,22 @@ worker, already started and with the text already parsed, takes over at once.
 
 Messages from a worker: ("ready",), then per job ("checked", job, diagnostics,
 has_errors), ("verified", job, verdict, policy), ("fix", job, fix) for each
-fix, ("done", job).
+fix, ("done", job). Workers fork from a forkserver that has imported the
+verifier, so a replacement starts in milliseconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import multiprocessing.context
 import os
 import sys
+import threading
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any, Callable
+from typing import Callable
 
 from sealnet.compiler.checker import check
 from sealnet.compiler.diagnostics import Severity
@@ -84,44 +86,74 @@ def _run(conn: Connection, front_end: FrontEnd, job: Job) -> None:
         return
     verdict = run_verifier(policy)
     conn.send(("verified", job, verdict, policy))
-    for fix in proved_fixes(front_end, analysis, policy, verdict.findings):
+    # Stop proving fixes as soon as a newer job waits: its text supersedes this one.
+    for fix in proved_fixes(front_end, analysis, policy, verdict.findings, stop=conn.poll):
         conn.send(("fix", job, fix))
 
 
 # -- the server's side ------------------------------------------------------------------------
+def _context() -> multiprocessing.context.BaseContext:
+    """Workers fork from a server process that has imported the verifier once: a new one starts at once."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["sealnet.compiler.lsp.worker"])
+    return context
+
+
 class Worker:
-    def __init__(self) -> None:
-        context = multiprocessing.get_context("spawn")
+    """A worker process and the one thread that reads its messages into the event loop."""
+
+    def __init__(self, deliver: Callable[["Worker", tuple], None], loop: asyncio.AbstractEventLoop):
+        context = _context()
         self.conn, child = context.Pipe()
         self.process = context.Process(target=serve, args=(child,), daemon=True, name="policyc-verifier")
         self.process.start()
         child.close()
-        self.ready = False
+        self._reader = threading.Thread(target=self._read, args=(deliver, loop), daemon=True,
+                                        name="policyc-verifier-reader")
+        self._reader.start()
 
-    def send(self, kind: str, job: Job) -> None:
-        self.conn.send((kind, job))
+    def _read(self, deliver: Callable[["Worker", tuple], None], loop: asyncio.AbstractEventLoop) -> None:
+        while True:
+            try:
+                message = self.conn.recv()
+            except (EOFError, OSError):
+                message = ("exited", None)
+            try:
+                loop.call_soon_threadsafe(deliver, self, message)
+            except RuntimeError:  # the loop has closed
+                return
+            if message[0] == "exited":
+                return
 
-    def recv(self) -> Any:
-        return self.conn.recv()
+    def send(self, kind: str, job: Job) -> bool:
+        try:
+            self.conn.send((kind, job))
+            return True
+        except (OSError, BrokenPipeError):
+            return False
 
     def kill(self) -> None:
         if self.process.is_alive():
             self.process.kill()
         self.process.join(timeout=5)
-        self.conn.close()
 
 
 class Background:
-    """One verification at a time; a new submission cancels the one in flight."""
+    """One verification at a time; a newer edit supersedes the job in flight.
+
+    While a job is checking or verifying, a newer edit kills its worker (the
+    spare takes over). Once its findings are out and it only proves fixes,
+    the worker notices the newer job waiting and stops on its own.
+    """
 
     def __init__(self, on_message: Callable[[tuple], None], log: Callable[[str], None]):
         self.on_message = on_message
         self.log = log
-        self._threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="policyc-recv")
         self._active: Worker | None = None
         self._spare: Worker | None = None
-        self._task: asyncio.Task | None = None
         self._job: Job | None = None
+        self._phase = "idle"  # idle | waiting | checking | verifying | fixing
+        self._timer: asyncio.TimerHandle | None = None
         self._next_id = 1
         self.cancelled = 0
 
@@ -129,47 +161,66 @@ class Background:
         job = Job(self._next_id, uri, version, text)
         self._next_id += 1
         self.cancel("by a newer edit")
-        self._job = job
-        self._task = asyncio.get_running_loop().create_task(self._run(job))
+        self._job, self._phase = job, "waiting"
+        self._timer = asyncio.get_running_loop().call_later(DEBOUNCE_S, self._start, job)
         return job
 
     def cancel(self, why: str) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            if self._job is not None:
-                self.cancelled += 1
-                self.log(f"verification of {self._job.uri} version {self._job.version} cancelled {why}")
-        self._task = None
-        if self._active is not None:  # it may be half-way through a job: stop it
-            self._active.kill()
-            self._active = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._job is not None and self._phase != "idle":
+            self.cancelled += 1
+            self.log(f"verification of {self._job.uri} version {self._job.version} cancelled {why}")
+            if self._phase in ("checking", "verifying") and self._active is not None:
+                self._active.kill()  # Z3 cannot be stopped mid-query: stop the process
+                self._active = None
+        self._job, self._phase = None, "idle"
+
+    def prestart(self) -> None:
+        """Start the workers now, so that the first verification does not wait for one to start."""
+        self._worker()
 
     def _worker(self) -> Worker:
+        loop = asyncio.get_running_loop()
         if self._active is None:
-            self._active, self._spare = (self._spare or Worker()), None
+            self._active, self._spare = (self._spare or Worker(self._deliver, loop)), None
         if self._spare is None:
-            self._spare = Worker()
+            self._spare = Worker(self._deliver, loop)
         return self._active
 
-    async def _run(self, job: Job) -> None:
-        await asyncio.sleep(DEBOUNCE_S)
+    def _start(self, job: Job) -> None:
+        self._timer = None
+        if job is not self._job:
+            return
         worker = self._worker()
-        loop = asyncio.get_running_loop()
-        try:
+        if not worker.send("job", job):
+            worker.kill()
+            self._active = None
+            worker = self._worker()
             worker.send("job", job)
-            if self._spare is not None:
-                self._spare.send("warm", job)
-            while True:
-                message = await loop.run_in_executor(self._threads, worker.recv)
-                if message[0] == "ready":
-                    continue
-                self.on_message(message)
-                if message[0] == "done":
-                    return
-        except (EOFError, OSError, BrokenPipeError):
-            if self._active is worker:  # it died on its own: start afresh next time
-                worker.kill()
+        self._phase = "checking"
+        if self._spare is not None:
+            self._spare.send("warm", job)
+
+    def _deliver(self, worker: Worker, message: tuple) -> None:
+        kind = message[0]
+        if kind == "exited":
+            if worker is self._active:
                 self._active = None
+                if self._phase in ("checking", "verifying", "fixing") and self._job is not None:
+                    self.log(f"the verifier process exited while verifying version {self._job.version}")
+                    self._phase = "idle"
+            if worker is self._spare:
+                self._spare = None
+            return
+        if kind == "ready" or worker is not self._active:
+            return
+        job = message[1]
+        if self._job is None or job.id != self._job.id:
+            return  # superseded
+        self._phase = {"checked": "verifying", "verified": "fixing", "done": "idle"}.get(kind, self._phase)
+        self.on_message(message)
 
     def close(self) -> None:
         self.cancel("at shutdown")
@@ -177,4 +228,3 @@ class Background:
             if worker is not None:
                 worker.kill()
         self._active = self._spare = None
-        self._threads.shutdown(wait=False, cancel_futures=True)
