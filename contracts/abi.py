@@ -102,7 +102,9 @@ class SealFormat(IntEnum):
 class SealKeySlots(IntEnum):
     """enum seal_key_slots (C names SEAL_<NAME>, seal_maps.h)."""
 
-    EPOCH_SLOTS = 2  # current and next: epoch parity picks the key slot
+    EPOCH_SLOTS = 4  # previous, current, next (and one free): epoch % 4 picks the key slot
+    SEQ_COUNT_BITS = 32  # a sequence is generation << 32 | count (runtime/nonce_ledger.py)
+    SEQ_MARGIN_BITS = 20  # egress seals no count within 2^20 of its generation's end
 
 
 class SealReplay(IntEnum):
@@ -162,6 +164,8 @@ SEAL_TAG_LEN = int(SealFormat.TAG_LEN)
 SEAL_OVERHEAD = int(SealFormat.OVERHEAD)
 SEAL_EPOCH_MASK = int(SealFormat.EPOCH_MASK)
 SEAL_EPOCH_SLOTS = int(SealKeySlots.EPOCH_SLOTS)
+SEAL_SEQ_COUNT_BITS = int(SealKeySlots.SEQ_COUNT_BITS)
+SEAL_SEQ_COUNT_END = (1 << SEAL_SEQ_COUNT_BITS) - (1 << int(SealKeySlots.SEQ_MARGIN_BITS))  # SEAL_SEQ_COUNT_END
 SEAL_REPLAY_WORDS = int(SealReplay.REPLAY_WORDS)
 SEAL_REPLAY_WINDOW = int(SealReplay.REPLAY_WINDOW)
 SEAL_NONCE = slice(int(SealFormat.NONCE_OFF), int(SealFormat.NONCE_OFF + SealFormat.NONCE_LEN))  # of the header

@@ -31,12 +31,13 @@ import json
 import os
 import time
 
+from sealnet.contracts import abi
 from sealnet.runtime.node_files import locked, write_durably
 
-GENERATION_SHIFT = 32
-GENERATION_LIMIT = 1 << 24  # sequence bits 32..55: every suite's nonce carries them
+GENERATION_SHIFT = abi.SEAL_SEQ_COUNT_BITS
+GENERATION_LIMIT = 1 << (56 - GENERATION_SHIFT)  # sequence bits 32..55: every suite's nonce carries them
 CLOCK_ORIGIN = 1767225600  # 2026-01-01T00:00:00Z: generations count minutes from here
-COUNT_END = (1 << GENERATION_SHIFT) - (1 << 20)  # the data plane seals no count at or past this
+COUNT_END = abi.SEAL_SEQ_COUNT_END  # the data plane seals no count at or past this
 COUNT_RENEW_AT = 1 << (GENERATION_SHIFT - 1)  # the agent moves a load to a new generation here
 LEDGER_NAME = "sequence-generations.json"
 LOCK_NAME = "sequence-generations.lock"

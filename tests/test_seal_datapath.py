@@ -105,10 +105,14 @@ def test_the_next_epoch_opens_and_rotation_moves_egress(dp) -> None:
                 ("a", "c"): dp.pair_keys[("a", "c")]})
     retval, out = dp.egress(udp(ADDR["a"], ADDR["b"], b"x" * 30))
     assert retval == TC_ACT_OK and seal_wire.SealHeader.unpack(out[28:]).epoch == 6
-    stale = seal_wire.seal(packet, seal_wire.direction_key(old["current"][1], "b", "a", 5, dp.suite),
-                           dp.header(epoch=5, sender=5, cpu=0, seq=2))
+    previous = seal_wire.direction_key(old["current"][1], "b", "a", 5, dp.suite)
+    late = seal_wire.seal(packet, previous, dp.header(epoch=5, sender=5, cpu=0, seq=2))
+    assert dp.ingress(late) == (TC_ACT_OK, packet)  # a peer not yet rotated: the previous epoch still opens
+    assert seal_keys.retire_previous(dp.handles())  # the grace period ends
+    stale = seal_wire.seal(packet, previous, dp.header(epoch=5, sender=5, cpu=0, seq=3))
     (retval, _), moved = counted(dp, "ingress", lambda: dp.ingress(stale))
     assert retval == TC_ACT_SHOT and moved == {"seal_unknown_key_drop"}
+    assert dp.ingress(seal_wire.seal(packet, nxt, dp.header(epoch=6, sender=5, cpu=0, seq=4)))[0] == TC_ACT_OK
 
 
 # ------------------------------------------------------------------ attacks

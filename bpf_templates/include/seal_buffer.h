@@ -40,6 +40,18 @@ static __always_inline struct seal_scratch *seal_scratch_of(enum sealnet_dir dir
 	return bpf_map_lookup_elem(&seal_scratch, &key);
 }
 
+_Static_assert(sizeof(struct seal_scratch) % sizeof(__u64) == 0, "the scratch is wiped in 8-byte words");
+
+/* Zero a scratch buffer: after a packet, no plaintext, keystream or MAC state
+ * stays behind in it for whoever reads this CPU's map value next. */
+static __always_inline void seal_scratch_wipe(struct seal_scratch *s)
+{
+	volatile __u64 *word = (volatile __u64 *)s;
+
+	for (__u32 i = 0; i < sizeof(*s) / sizeof(__u64); i++)
+		word[i] = 0;
+}
+
 /* AAD = source | destination | 0 | protocol | L4 header (checksum zeroed) | seal header.
  * The seal header must already be at the head of the wire buffer. Returns the length, 0 on error. */
 static __always_inline __u32 seal_build_aad(struct __sk_buff *skb, struct seal_scratch *s,

@@ -17,4 +17,17 @@
 #include "seal_egress.h"
 #include "seal_ingress.h"
 
+/* Seal (egress) or open (ingress), then wipe that direction's scratch buffer. */
+static __always_inline enum sealnet_verdict seal_path(struct __sk_buff *skb, const struct packet *p,
+						      enum sealnet_dir dir, __u32 src_domain, __u32 dst_domain)
+{
+	enum sealnet_verdict verdict = dir == DIR_EGRESS ? seal_egress(skb, p, src_domain, dst_domain) :
+							    seal_ingress(skb, p, src_domain, dst_domain);
+	struct seal_scratch *s = seal_scratch_of(dir);
+
+	if (s)
+		seal_scratch_wipe(s);
+	return verdict;
+}
+
 #endif

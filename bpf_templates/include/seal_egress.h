@@ -50,8 +50,16 @@ static __always_inline enum sealnet_verdict seal_egress(struct __sk_buff *skb, c
 	struct seal_scratch *s = seal_scratch_of(DIR_EGRESS);
 	if (cpu >= SEAL_MAX_CPUS || !counter || !s)
 		return V_INTERNAL_DROP;
+	/* The count never leaves the generation the agent reserved for this load
+	 * (docs/wire-format.md, "Nonce uniqueness"): near its end nothing is sealed
+	 * until the agent moves the counter to a fresh generation. Checked before
+	 * the add too, so a drained counter does not creep into the next generation. */
+	if ((*counter & SEAL_SEQ_COUNT_MASK) >= SEAL_SEQ_COUNT_END)
+		return V_SEAL_NO_KEY_DROP;
 	/* Atomic even on a per-CPU value: a nested run on this CPU still gets its own. */
 	__u64 seq = __sync_fetch_and_add(counter, 1) + 1;
+	if ((seq & SEAL_SEQ_COUNT_MASK) >= SEAL_SEQ_COUNT_END)
+		return V_SEAL_NO_KEY_DROP;
 
 	__u8 *wire = SEAL_AEAD_WIRE(&s->aead);
 	struct seal_hdr *hdr = (struct seal_hdr *)wire;

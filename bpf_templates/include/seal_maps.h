@@ -14,8 +14,17 @@
 #endif
 
 enum seal_key_slots {
-	SEAL_EPOCH_SLOTS = 2, /* current and next: epoch parity picks the slot */
+	/* previous, current and next, and one free: epoch % 4 picks the slot, so a
+	 * rotation installs next without touching the previous one receivers still open */
+	SEAL_EPOCH_SLOTS = 4,
+	/* A sequence is generation << 32 | count (docs/wire-format.md, "Nonce
+	 * uniqueness"): the node agent reserves the generation, egress counts. */
+	SEAL_SEQ_COUNT_BITS = 32,
+	SEAL_SEQ_MARGIN_BITS = 20, /* no count within 2^20 of the generation's end is sealed */
 };
+
+#define SEAL_SEQ_COUNT_MASK ((1ull << SEAL_SEQ_COUNT_BITS) - 1)
+#define SEAL_SEQ_COUNT_END  ((1ull << SEAL_SEQ_COUNT_BITS) - (1ull << SEAL_SEQ_MARGIN_BITS))
 
 #define SEAL_DOMAIN_SLOTS (N_DOMAINS + 1) /* domain ids are 1-based; 0 is "in no domain" */
 #define SEAL_PAIRS        (SEAL_DOMAIN_SLOTS * SEAL_DOMAIN_SLOTS)
