@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 # wireguard-go, wireguard-tools and stunnel4: the peers benchmarks/bench_compare.py measures against.
 APT_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool iproute2 ethtool iperf3 tcpdump wireguard-go wireguard-tools stunnel4
 
-.PHONY: setup apt venv demo test test-serial bench clean
+.PHONY: setup apt venv demo test test-serial bench clean vsix
 
 setup: apt venv
 
@@ -64,6 +64,10 @@ demo: setup
 bench: setup
 	@for b in bench_lint bench_verify bench_datapath bench_seal bench_compare bench_cluster; do \
 		echo "== $$b"; $(BIN)/python benchmarks/$$b.py; done
+
+# The VS Code extension (editors/vscode/README.md): needs Node 20 and npm, not the test suite.
+vsix:
+	cd editors/vscode && npm install --no-audit --no-fund && npm run package
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
