@@ -9,6 +9,7 @@ is configured with that platform's public key, and every result says
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ class SimPlatform:
     key: ec.EllipticCurvePrivateKey
     launch_measurement: bytes  # 48 bytes
 
+    def __post_init__(self) -> None:
+        self._spki = spki_der(self.key.public_key())
+
     @classmethod
     def generate(cls, launch_measurement: bytes) -> SimPlatform:
         return cls(ec.generate_private_key(ec.SECP384R1()), launch_measurement)
@@ -54,8 +58,7 @@ class SimPlatform:
 
     def attest(self, report_data: bytes, runtime_log: tuple[LogEntry, ...]) -> Evidence:
         body = snp.build_body(report_data=report_data, measurement=self.launch_measurement)
-        return Evidence("sim", snp.sign_body(body, self.key), {"platform": spki_der(self.key.public_key())},
-                        runtime_log)
+        return Evidence("sim", snp.sign_body(body, self.key), {"platform": self._spki}, runtime_log)
 
     def sealing_key(self) -> bytes:
         """A key only this platform derives (stands in for SNP's MSG_KEY_REQ derived key)."""
@@ -82,6 +85,12 @@ def load_public(data: bytes, what: str) -> ec.EllipticCurvePublicKey:
     return key
 
 
+@functools.lru_cache(maxsize=256)
+def _platform_key(spki: bytes) -> tuple[ec.EllipticCurvePublicKey, str]:
+    key = load_public(spki, "certs.platform")
+    return key, public_fingerprint(key)
+
+
 def verify(evidence: Evidence, trusted: set[str]) -> Verified:
     """Accept simulated evidence signed by one of the `trusted` platform keys (SPKI SHA-384)."""
     if not trusted:
@@ -89,8 +98,8 @@ def verify(evidence: Evidence, trusted: set[str]) -> Verified:
     report = snp.parse_report(evidence.report)
     if "platform" not in evidence.certs:
         raise EvidenceError("certs.platform: the simulated platform key is missing")
-    key = load_public(evidence.certs["platform"], "certs.platform")
-    if public_fingerprint(key) not in trusted:
+    key, fingerprint = _platform_key(evidence.certs["platform"])
+    if fingerprint not in trusted:
         raise EvidenceError("certs.platform: not a trusted simulated platform key")
     if not snp.check_report_signature(report, key):
         raise EvidenceError("report.signature: does not verify with the simulated platform key")

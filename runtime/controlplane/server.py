@@ -57,8 +57,10 @@ def build_app(broker: Broker) -> web.Application:
                 broker.state.audit("refuse", role="?", domain="?", peer=_peer(request), code=exc.code,
                                    reason=exc.reason, detail={"stage": step})
                 raise
-            step_of = {"hello": broker.hello, "finish": broker.finish, "abort": broker.abort}
-            reply = step_of[step](msg, _peer(request))
+            if step == "finish":
+                reply = await broker.finish(msg, _peer(request))
+            else:
+                reply = (broker.hello if step == "hello" else broker.abort)(msg, _peer(request))
             return web.json_response(reply)
         except Refused as exc:
             return web.json_response(exc.to_json(), status=exc.status)

@@ -2,7 +2,7 @@
 
 Durability is what keeps nonces unique: a sender id is allocated in the same
 transaction that records the release, with synchronous=FULL, before the keys
-leave; a restarted control plane therefore continues after the last id it
+leave (concurrent releases share one transaction and one fsync: group commit); a restarted control plane therefore continues after the last id it
 ever handed out (never reusing one, never skipping one). Epoch secrets are
 sealed rows (keyschedule.Sealer). The audit log is append-only: triggers
 refuse UPDATE and DELETE, and each row carries the SHA-256 of the previous
@@ -15,9 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from sealnet.runtime.keyschedule import MAX_EPOCH, Sealer
 
@@ -70,6 +72,7 @@ class State:
     def __init__(self, path: str, *, domain: str, sealer: Sealer) -> None:
         self.path = path
         self.sealer = sealer
+        self.lock = threading.RLock()  # one connection, used from the event loop and the commit thread
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
@@ -88,7 +91,19 @@ class State:
         self.domain = domain
 
     def close(self) -> None:
-        self.db.close()
+        with self.lock:
+            self.db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
 
     def _meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -101,61 +116,71 @@ class State:
     # -------------------------------------------------------------- bundles
 
     def add_bundle(self, measurement: str, policy: str) -> None:
-        self.db.execute("INSERT OR IGNORE INTO bundles VALUES (?, ?, ?)", (measurement, policy, time.time()))
+        with self.lock:
+            self.db.execute("INSERT OR IGNORE INTO bundles VALUES (?, ?, ?)", (measurement, policy, time.time()))
 
     # -------------------------------------------------------------- releases
 
     def record_release(self, *, domain: str, tee: str, simulated: bool, launch: str, bundle: str, chip_id: str,
                        peer: str, detail: dict[str, Any]) -> int:
         """Allocate the next sender id and record node and release, in one durable transaction."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            sender = int(self._meta(SENDER_KEY) or "1")
-            if sender > MAX_SENDER:
+        return self.record_releases([dict(domain=domain, tee=tee, simulated=simulated, launch=launch, bundle=bundle,
+                                          chip_id=chip_id, peer=peer, detail=detail)])[0]
+
+    def record_releases(self, releases: list[dict[str, Any]]) -> list[int]:
+        """Several releases in one durable transaction (group commit: one fsync for the batch)."""
+        with self._tx():
+            first = int(self._meta(SENDER_KEY) or "1")
+            if first + len(releases) - 1 > MAX_SENDER:
                 raise StateError("out of sender ids for this domain")
-            self._set_meta(SENDER_KEY, str(sender + 1))
-            self.db.execute("INSERT INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            (sender, domain, tee, int(simulated), launch, bundle, chip_id, time.time()))
-            self._append("release", "node", domain, peer, "ok", "keys released",
-                         {**detail, "sender": sender})
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        return sender
+            self._set_meta(SENDER_KEY, str(first + len(releases)))
+            for sender, r in enumerate(releases, first):
+                self.db.execute("INSERT INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                (sender, r["domain"], r["tee"], int(r["simulated"]), r["launch"], r["bundle"],
+                                 r["chip_id"], time.time()))
+                self._append("release", "node", r["domain"], r["peer"], "ok", "keys released",
+                             {**r["detail"], "sender": sender})
+        return list(range(first, first + len(releases)))
 
     def senders(self) -> list[int]:
-        return [int(r[0]) for r in self.db.execute("SELECT sender FROM nodes ORDER BY sender")]
+        with self.lock:
+            return [int(r[0]) for r in self.db.execute("SELECT sender FROM nodes ORDER BY sender")]
 
     # -------------------------------------------------------------- epochs
 
     def highest_epoch(self) -> int:
-        return int(self._meta(EPOCH_KEY) or "0")
+        with self.lock:
+            return int(self._meta(EPOCH_KEY) or "0")
 
     def advance_epoch(self, epoch: int) -> int:
         """The epoch to serve: never below one already served (a clock stepped back)."""
-        current = max(epoch, self.highest_epoch())
-        if current > MAX_EPOCH - 1:
-            raise StateError("epoch counter exhausted")
-        if current != self.highest_epoch():
-            self._set_meta(EPOCH_KEY, str(current))
-        return current
+        with self.lock:
+            current = max(epoch, self.highest_epoch())
+            if current > MAX_EPOCH - 1:
+                raise StateError("epoch counter exhausted")
+            if current != self.highest_epoch():
+                self._set_meta(EPOCH_KEY, str(current))
+            return current
 
     def pair_secret(self, pair: str, epoch: int) -> bytes | None:
-        row = self.db.execute("SELECT secret FROM epochs WHERE pair = ? AND epoch = ?", (pair, epoch)).fetchone()
+        with self.lock:
+            row = self.db.execute("SELECT secret FROM epochs WHERE pair = ? AND epoch = ?", (pair, epoch)).fetchone()
         return None if row is None else self.sealer.open(f"epoch|{pair}|{epoch}", bytes(row[0]))
 
     def store_pair_secret(self, pair: str, epoch: int, secret: bytes, source: str) -> bytes:
         """Store a secret unless one exists (a pair's epoch secret never changes); returns the stored one."""
         sealed = self.sealer.seal(f"epoch|{pair}|{epoch}", secret)
-        self.db.execute("INSERT OR IGNORE INTO epochs VALUES (?, ?, ?, ?, ?)",
-                        (pair, epoch, sealed, source, time.time()))
-        stored = self.pair_secret(pair, epoch)
+        with self.lock:
+            self.db.execute("INSERT OR IGNORE INTO epochs VALUES (?, ?, ?, ?, ?)",
+                            (pair, epoch, sealed, source, time.time()))
+            stored = self.pair_secret(pair, epoch)
         assert stored is not None
         return stored
 
     def epochs(self, pair: str) -> list[int]:
-        return [int(r[0]) for r in self.db.execute("SELECT epoch FROM epochs WHERE pair = ? ORDER BY epoch", (pair,))]
+        with self.lock:
+            return [int(r[0]) for r in self.db.execute("SELECT epoch FROM epochs WHERE pair = ? ORDER BY epoch",
+                                                       (pair,))]
 
     # -------------------------------------------------------------- audit
 
@@ -172,18 +197,14 @@ class State:
 
     def audit(self, event: str, *, role: str, domain: str, peer: str, code: str, reason: str,
               detail: dict[str, Any] | None = None) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._tx():
             self._append(event, role, domain, peer, code, reason, detail or {})
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
 
     def audit_rows(self) -> list[AuditRow]:
-        return [AuditRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]))
-                for r in self.db.execute("SELECT id, at, event, role, domain, peer, code, reason, detail "
-                                         "FROM audit ORDER BY id")]
+        with self.lock:
+            return [AuditRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]))
+                    for r in self.db.execute("SELECT id, at, event, role, domain, peer, code, reason, detail "
+                                             "FROM audit ORDER BY id")]
 
 
 def verify_audit_chain(db: sqlite3.Connection) -> int | None:
