@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives import serialization
 
+from sealnet.contracts import abi
 from sealnet.contracts.bundle import BundleError, VerifiedBundle, load_bundle
 from sealnet.contracts.errors import UserError
 from sealnet.contracts.libbpf import Map, get_pinned
@@ -194,7 +195,7 @@ class Agent:
 
     def renew_generation(self, state: node.NodeState) -> None:
         """Move the counters to a fresh generation long before any CPU's count ends (2^31 of 2^32)."""
-        with Map.from_fd(get_pinned(os.path.join(state.pin_dir, "seal_seq")), owns_fd=True) as seq:
+        with Map.from_fd(get_pinned(os.path.join(state.pin_dir, abi.SEAL_SEQ_MAP)), owns_fd=True) as seq:
             counts = [int.from_bytes(v[:8], "little") & ((1 << nonce_ledger.GENERATION_SHIFT) - 1)
                       for v in seq.lookup_percpu(bytes(4)) or []]
             if not counts or max(counts) < nonce_ledger.COUNT_RENEW_AT or state.sender is None:

@@ -11,11 +11,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from sealnet.contracts.abi import RULE_HITS_MAP, VERDICT_HITS_MAP, Direction, Verdict, verdict_slot
+from sealnet.contracts.abi import RULE_HITS_MAP, VERDICT_HITS_MAP, Direction, Verdict, rule_slot, verdict_slot
 from sealnet.contracts.libbpf import LibbpfError, Map, get_pinned
 from sealnet.runtime.node_state import NodeState
-
-DIRECTIONS = tuple(d.label for d in Direction)
 
 
 class CountersError(Exception):
@@ -56,16 +54,16 @@ def verdict_counts(state: NodeState) -> dict[str, dict[str, int]]:
 def rule_counts(state: NodeState) -> list[RuleCount]:
     with _open(state, RULE_HITS_MAP) as m:
         values = _values(m)
-    per_direction = len(values) // 2
+    n_rules = len(values) // len(Direction) - 1  # rule_hits holds rule_slot_count(n_rules) slots
     known = {int(r["index"]): r for r in state.rules}
     out = []
-    for d, direction in enumerate(DIRECTIONS):
-        for index in range(per_direction):
+    for d in Direction:
+        for index in range(n_rules + 1):
             info = known.get(index, {})
-            default = index == per_direction - 1
+            default = index == n_rules
             out.append(RuleCount(index, str(info.get("name", "default" if default else f"rule {index}")),
-                                 str(info.get("action", "")), int(info.get("line", 0)), direction,
-                                 values[d * per_direction + index]))
+                                 str(info.get("action", "")), int(info.get("line", 0)), d.label,
+                                 values[rule_slot(d, index, n_rules)]))
     return out
 
 

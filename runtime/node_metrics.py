@@ -16,10 +16,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from sealnet.contracts.abi import Verdict
 from sealnet.runtime import node, node_counters
 from sealnet.runtime.node_state import NodeState, read_state
 
-PASSING = frozenset({"allow_pass", "arp_pass", "seal_sent"})
+PASSING = frozenset(v.label for v in Verdict if v.passes)  # TC_ACT_OK verdicts
 
 
 class NodeCollector(Collector):
