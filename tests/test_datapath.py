@@ -63,9 +63,9 @@ def test_rules_decide_and_count(dp: LoadedDatapath, direction: abi.Direction) ->
 
 def test_seal_without_key_fails_closed_both_ways(dp: LoadedDatapath) -> None:
     frame = ipv4_frame(Packet(A1, B1, 17, 1, 5005))
-    egress = run(dp, frame, "sealnet_egress")
+    egress = run(dp, frame, EGRESS_PROGRAM)
     assert (egress.retval, egress.rule, egress.verdict) == (TC_ACT_SHOT, 1, "seal_no_key_drop")
-    ingress = run(dp, frame, "sealnet_ingress")
+    ingress = run(dp, frame, INGRESS_PROGRAM)
     assert (ingress.retval, ingress.rule, ingress.verdict) == (TC_ACT_SHOT, 1, "seal_plaintext_drop")
 
 
