@@ -394,3 +394,15 @@ def test_malformed_truncated_and_oversized_requests(tmp_path, body: bytes, code:
                     assert got_status in (400, 403, 413) and doc["type"] == "refused"
             _assert_refused(cp, code)
     run(go())
+
+
+def test_a_release_that_cannot_be_recorded_is_not_released(tmp_path) -> None:
+    async def go() -> None:
+        async with live(_broker(tmp_path)) as cp:
+            with cp.state.lock:
+                cp.state._set_meta("next_sender", str(2**32))  # the domain's sender ids are used up
+            with pytest.raises(ControlError) as err:
+                await attest_node(cp, P.node, M, P.verifier())
+            assert err.value.code == "state" and "out of sender ids" in str(err.value)
+            _assert_refused(cp, "state")
+    run(go())

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -20,7 +21,7 @@ from typing import Any, Callable
 from sealnet.runtime.attest.evidence import Evidence, LogEntry, BUNDLE_REGISTER, Verified
 from sealnet.runtime.attest.verifier import VerifierConfig, verify
 from sealnet.runtime.controlplane.admission import admit, domains, with_control_plane
-from sealnet.runtime.controlplane.state import State
+from sealnet.runtime.controlplane.state import State, StateError
 from sealnet.runtime.keyschedule import DEFAULT_PERIOD, epoch_at, keeper, new_pair_secret, pair_domains, pair_name
 from sealnet.runtime.make import MakeError, Pending, Server, Session
 from sealnet.runtime.seal_keys import KEY_FILE_FORMAT
@@ -181,11 +182,19 @@ class Broker:
             session = self.server.finish(pending, msg, session_id, self.verify)
             admit(self.config.manifest, self.config.bundle_measurement, session.domain, session.peer,
                   role=session.role, own_domain=self.config.domain)
-            payload = await self._release_node(session, peer) if session.role == "node" \
-                else self._release_peer(session, peer)
+            try:
+                payload = await self._release_node(session, peer) if session.role == "node" \
+                    else self._release_peer(session, peer)
+            except (StateError, sqlite3.Error, OSError) as exc:
+                # Nothing was recorded, so nothing is released (fail closed).
+                raise Refused("state", f"the control plane cannot record the release: {exc}", 503) from None
             return session.seal(json.dumps(payload).encode())
         except (MakeError, Refused) as exc:
-            raise self._refuse(exc, role=role, domain=claimed, peer=peer, stage="finish") from None
+            try:
+                refused = self._refuse(exc, role=role, domain=claimed, peer=peer, stage="finish")
+            except (sqlite3.Error, OSError):  # the database itself is what failed: still refuse
+                refused = exc if isinstance(exc, Refused) else Refused(exc.code, str(exc))
+            raise refused from None
 
     def abort(self, msg: Any, peer: str = "") -> dict[str, Any]:
         """A client gave up on a handshake (it found the ServerHello or the release wrong): audit it.
