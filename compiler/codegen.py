@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sealnet.compiler.ir import Policy
 from sealnet.contracts.abi import AES_DRIVERS
+from sealnet.contracts.manifest import SUITE_BY_CIPHER
 from sealnet.compiler.tables import TableSet, build_tables
 
 TEMPLATE_DIR = Path(str(resources.files("sealnet.bpf_templates")))
@@ -47,4 +48,5 @@ def render(policy: Policy, tables: TableSet | None = None, *, with_seal: bool | 
         seal_header=SEAL_HEADER if with_seal else None,
         n_domains=len(policy.domains),
         aes_driver=aes_implementation,
+        cipher=SUITE_BY_CIPHER[policy.cipher].name,
     )

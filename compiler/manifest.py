@@ -11,7 +11,7 @@ from sealnet.contracts.manifest import MANIFEST_FORMAT, canonical, map_layouts, 
 
 
 def build_manifest(policy: Policy, object_bytes: bytes, tables: Any, *, clang_version: str,
-                   cipher_suite: str = "aes-ccm", aes_implementation: str = "aes-fixed-time") -> dict[str, Any]:
+                   aes_implementation: str = "aes-fixed-time") -> dict[str, Any]:
     tables_json = dataclasses.asdict(tables)
     return {
         "format": MANIFEST_FORMAT,
@@ -28,7 +28,7 @@ def build_manifest(policy: Policy, object_bytes: bytes, tables: Any, *, clang_ve
                   for r in policy.rules]
         + [{"index": len(policy.rules), "name": "default", "action": policy.default.value,
             "line": policy.default_span.line if policy.default_span else 0}],
-        "cipher_suite": cipher_suite,
+        "cipher_suite": policy.cipher,  # the policy's `cipher`, compiled into the object
         "aes_implementation": aes_implementation,
         "toolchain": {"policyc": "0.1.0", "clang": clang_version},
         "programs": program_sections(object_bytes),

@@ -306,7 +306,16 @@ SEAL_KEY_ARGS = Layout("seal_key_args", 48, (
 ))
 
 # sizeof(struct seal_aead_key): each suite's key state in a seal_keys slot (kptrs, or key bytes).
-SEAL_AEAD_KEY_SIZE = {SealSuite.AES_128_CCM: 16}
+# ChaCha20-Poly1305: the 32 key bytes, `set`, a reserved word (seal_aead_chacha.h).
+SEAL_AEAD_KEY_SIZE = {SealSuite.AES_128_CCM: 16, SealSuite.CHACHA20_POLY1305: 40}
+
+
+def seal_suite_of_key_slot(value_size: int) -> SealSuite:
+    """The suite a data plane was built with, from the size of its seal_keys values (one per suite)."""
+    for suite in SealSuite:
+        if seal_key_layout(suite).size == value_size:
+            return suite
+    raise ValueError(f"no suite has {value_size}-byte key slots")
 
 
 def seal_key_layout(suite: SealSuite = SealSuite.AES_128_CCM) -> Layout:

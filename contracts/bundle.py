@@ -30,7 +30,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from sealnet.contracts.manifest import MANIFEST_FORMAT, canonical, map_layouts
+from sealnet.contracts import abi
+from sealnet.contracts.manifest import MANIFEST_FORMAT, SUITE_BY_CIPHER, canonical, map_layouts
 from sealnet.contracts.measure import MeasureError, measure
 from sealnet.contracts.signing import verify as verify_signature
 
@@ -129,10 +130,20 @@ def check_consistency(bundle: Bundle) -> str:
         raise BundleError(f"object: libbpf cannot open it ({exc})") from None
     if m.get("maps") != layouts:
         raise BundleError("manifest.maps: does not match the object's map definitions")
-    driver = m.get("aes_implementation")
-    if any(name == "seal_keys" for name in (layout["name"] for layout in layouts)) and \
-            f"ecb({driver})".encode() not in bundle.object_bytes:
-        raise BundleError(f"manifest.aes_implementation: {driver!r} is not the driver compiled into the object")
+    key_slots = [layout for layout in layouts if layout["name"] == abi.SEAL_KEYS_MAP]
+    if key_slots:
+        # The suite compiled in is the one the manifest names (its key slots tell), and an
+        # AES-CCM object's AES driver is the one named.
+        cipher = m.get("cipher_suite")
+        try:
+            built = abi.seal_suite_of_key_slot(key_slots[0]["value_size"])
+        except ValueError as exc:
+            raise BundleError(f"object: {exc}") from None
+        if SUITE_BY_CIPHER.get(str(cipher)) != built:
+            raise BundleError(f"manifest.cipher_suite: {cipher!r} is not the suite compiled into the object")
+        driver = m.get("aes_implementation")
+        if built == abi.SealSuite.AES_128_CCM and f"ecb({driver})".encode() not in bundle.object_bytes:
+            raise BundleError(f"manifest.aes_implementation: {driver!r} is not the driver compiled into the object")
     try:
         return bundle.measurement
     except MeasureError as exc:

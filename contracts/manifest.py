@@ -12,11 +12,14 @@ import json
 from typing import Any
 
 from sealnet.contracts.abi import AES_DRIVERS
+from sealnet.contracts.abi import SealSuite
 from sealnet.contracts.libbpf import BpfObject
 
 MANIFEST_FORMAT = 1
-# The AEAD suites the data plane implements, by their names in a policy's `cipher` (docs/wire-format.md).
-CIPHER_SUITES = ("chacha20-poly1305", "aes-ccm")
+# The AEAD suites the data plane implements, by their names in a policy's `cipher`, and the
+# suite byte of their seal header (docs/wire-format.md).
+SUITE_BY_CIPHER = {"chacha20-poly1305": SealSuite.CHACHA20_POLY1305, "aes-ccm": SealSuite.AES_128_CCM}
+CIPHER_SUITES = tuple(SUITE_BY_CIPHER)
 DEFAULT_CIPHER_SUITE = "chacha20-poly1305"  # no kfunc, constant time, and the fast one without AES-NI
 AES_IMPLEMENTATIONS = AES_DRIVERS  # the manifest's aes_implementation: the data plane's AES drivers
 

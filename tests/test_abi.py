@@ -30,6 +30,7 @@ rule ba: seal from b to a
 rule cb: allow plaintext udp from c to b port 9
 rule ca: deny from c to a
 default deny
+cipher aes-ccm
 '''
 # What the template defines before it includes the sealing path.
 POLICY_PARAMETERS = '#define N_DOMAINS 3u\n#define SEAL_AES_DRIVER "aes-generic"\n'
@@ -56,6 +57,14 @@ def _drift(object_bytes: bytes, policy, facts: AbiFacts | None = None) -> list[s
 
 def test_abi_py_agrees_with_the_sealing_data_plane(sealed_object, policy) -> None:
     assert _drift(sealed_object, policy) == []
+
+
+def test_abi_py_agrees_with_the_chacha20_poly1305_data_plane(clang) -> None:
+    policy = compile_ok(POLICY.replace("cipher aes-ccm", "cipher chacha20-poly1305"))
+    facts = AbiFacts.for_suite(abi.SealSuite.CHACHA20_POLY1305)
+    assert _drift(compile_c(render(policy, with_seal=True), clang), policy, facts) == []
+    assert abi.seal_suite_of_key_slot(abi.seal_key_layout(abi.SealSuite.CHACHA20_POLY1305).size) == \
+        abi.SealSuite.CHACHA20_POLY1305
 
 
 def test_abi_py_agrees_with_a_data_plane_without_sealing(policy, clang) -> None:

@@ -1,10 +1,15 @@
-"""The policy's `cipher` setting: parsed, checked, formatted, defaulted."""
+"""The policy's `cipher` setting: parsed, checked, formatted, defaulted, compiled in and recorded in the manifest."""
 
 from __future__ import annotations
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from sealnet.compiler.build import build_object, find_clang
 from sealnet.compiler.formatter import format_text
+from sealnet.compiler.manifest import build_manifest
+from sealnet.compiler.tables import build_tables
+from sealnet.contracts import bundle as B
 from sealnet.compiler.frontend import compile_text
 from sealnet.contracts.manifest import CIPHER_SUITES, DEFAULT_CIPHER_SUITE
 
@@ -58,3 +63,17 @@ def test_cipher_statement_formats_and_reparses() -> None:
 def test_cipher_is_a_keyword_not_a_name() -> None:
     _, diagnostics = check(BASE.replace("domain b", "domain cipher").replace("to b", "to cipher"))
     assert diagnostics and diagnostics[0].code in ("E001", "E117")
+
+
+@pytest.mark.parametrize("cipher", CIPHER_SUITES)
+def test_the_manifest_records_the_suite_compiled_in_and_a_bundle_claiming_another_is_refused(cipher: str) -> None:
+    policy, _ = check(BASE + f"cipher {cipher}\n")
+    assert policy is not None
+    obj = build_object(policy)
+    manifest = build_manifest(policy, obj, build_tables(policy), clang_version=find_clang().version_text)
+    assert manifest["cipher_suite"] == cipher
+    key = Ed25519PrivateKey.generate()
+    assert B.load_bundle(B.pack(manifest, obj, key), key.public_key()).object_bytes == obj
+    other = next(c for c in CIPHER_SUITES if c != cipher)
+    with pytest.raises(B.BundleError, match="cipher_suite"):
+        B.load_bundle(B.pack({**manifest, "cipher_suite": other}, obj, key), key.public_key())

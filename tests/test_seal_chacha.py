@@ -27,9 +27,9 @@ INCLUDE = ROOT / "bpf_templates" / "include"
 MAX_PAYLOAD = 1472  # CP_MAX_PAYLOAD: the largest UDP payload of a 1500-byte MTU
 MAX_AAD = 96  # CP_MAX_AAD
 TAG = 16
-# struct cp_scratch: ... tag[16] | reserved u32 | aad[128] | wire[2048], the payload at wire[16].
+# struct cp_scratch: ... tag[16] | received[16] | reserved u32 | aad[128] | wire[2048], the payload at wire[16].
 WIRE_LEN, WIRE_HEAD, AAD_BUF = 2048, 16, 128
-TAG_AT = slice(-WIRE_LEN - AAD_BUF - 4 - TAG, -WIRE_LEN - AAD_BUF - 4)
+TAG_AT = slice(-WIRE_LEN - AAD_BUF - 4 - 2 * TAG, -WIRE_LEN - AAD_BUF - 4 - TAG)
 TC_ACT_OK, TC_ACT_SHOT = 0, 2
 
 # RFC 8439 section 2.8.2 (the AEAD example) and appendix A.5 (the decryption example).

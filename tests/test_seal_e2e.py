@@ -27,6 +27,7 @@ from policies import compile_ok
 from sealnet.runtime import node, seal_keys, seal_wire
 from sealnet.contracts import abi
 from sealnet.contracts.libbpf import Map, get_pinned
+from sealnet.contracts.manifest import CIPHER_SUITES, DEFAULT_CIPHER_SUITE
 from sealnet.runtime.netns import popen, run, run_in_netns
 from sealing import fresh_sender, key_file_text, pair_key
 
@@ -45,13 +46,13 @@ DOMAIN_IDS = {"a": 1, "b": 2}
 MARKER = b"PLAINTEXT-MARKER"  # a payload pattern the capture must never see
 ETH_P_ALL = 0x0003
 SOL_PACKET, PACKET_QDISC_BYPASS = 263, 20  # <linux/socket.h>, <linux/if_packet.h>
-_object: list[bytes] = []
+_objects: dict[str, bytes] = {}
 
 
-def e2e_object() -> bytes:
-    if not _object:
-        _object.append(build_object(compile_ok(POLICY)))
-    return _object[0]
+def e2e_object(cipher: str = DEFAULT_CIPHER_SUITE) -> bytes:
+    if cipher not in _objects:
+        _objects[cipher] = build_object(compile_ok(POLICY + f"cipher {cipher}\n"))
+    return _objects[cipher]
 
 
 @pytest.fixture
@@ -80,7 +81,7 @@ class Nodes:
             m.close()
 
 
-def _load(iface: str, ns: str, key: bytes | None, tmp: str) -> None:
+def _load(iface: str, ns: str, key: bytes | None, tmp: str, cipher: str) -> None:
     keys = None
     if key is not None:
         path = os.path.join(tmp, f"{iface}.keys")
@@ -88,20 +89,21 @@ def _load(iface: str, ns: str, key: bytes | None, tmp: str) -> None:
             fh.write(key_file_text(fresh_sender(), {("a", "b"): {"current": (3, key)}}))
         os.chmod(path, 0o600)
         keys = seal_keys.load_key_file(path)
-    node.load_object(e2e_object(), iface=iface, netns=ns, measurement="sha384:test", policy="e2e",
+    node.load_object(e2e_object(cipher), iface=iface, netns=ns, measurement="sha384:test", policy="e2e",
                      domain_ids=DOMAIN_IDS, keys=keys)
 
 
 @contextmanager
-def nodes(topology, tmp: str, *, keys_a: bool = True, keys_b: bool = True, load_a: bool = True) -> Iterator[Nodes]:
+def nodes(topology, tmp: str, *, keys_a: bool = True, keys_b: bool = True, load_a: bool = True,
+          cipher: str = DEFAULT_CIPHER_SUITE) -> Iterator[Nodes]:
     ns_a, ns_b, veth = topology.pair("198.18.0.0/30")
     key = pair_key()
     loaded: list[tuple[str, str]] = []
     try:
         if load_a:
-            _load(veth.a, ns_a, key if keys_a else None, tmp)
+            _load(veth.a, ns_a, key if keys_a else None, tmp, cipher)
             loaded.append((veth.a, ns_a))
-        _load(veth.b, ns_b, key if keys_b else None, tmp)
+        _load(veth.b, ns_b, key if keys_b else None, tmp, cipher)
         loaded.append((veth.b, ns_b))
         yield Nodes(ns_a, ns_b, veth.a, veth.b, key)
     finally:
@@ -182,8 +184,9 @@ def _udp_frames_to(frames: list[bytes], port: int) -> list[bytes]:
 # ------------------------------------------------------------------ tests
 
 
-def test_udp_both_ways_arrives_intact_and_the_wire_shows_no_plaintext(topology, state_dir) -> None:
-    with nodes(topology, str(state_dir)) as n:
+@pytest.mark.parametrize("cipher", CIPHER_SUITES)
+def test_udp_both_ways_arrives_intact_and_the_wire_shows_no_plaintext(topology, state_dir, cipher: str) -> None:
+    with nodes(topology, str(state_dir), cipher=cipher) as n:
         sizes = list(range(0, 40)) + [100, 500, 1000, 1400, 1440]
         server = run_in_netns(n.ns_b, _udp_socket, IP_B, 7000)
         client = run_in_netns(n.ns_a, _udp_socket, IP_A, 0)
@@ -203,8 +206,9 @@ def test_udp_both_ways_arrives_intact_and_the_wire_shows_no_plaintext(topology, 
         sealed = _udp_frames_to(frames, 7000)
         assert len(sealed) >= len(sizes)
         assert not any(MARKER[:8] in f for f in frames), "payload plaintext on the wire"
-        key = seal_wire.direction_key(n.pair_key, "a", "b", 3)
-        opened = [seal_wire.open_sealed(p, key)[1] for p in sealed]  # the documented decoder opens them
+        suite = seal_wire.SUITE_BY_NAME[cipher]
+        key = seal_wire.direction_key(n.pair_key, "a", "b", 3, suite)
+        opened = [seal_wire.open_sealed(p, key, frozenset({suite.id}))[1] for p in sealed]  # the documented decoder
         assert sorted(len(p) - 28 for p in opened) == sorted(sizes)
         assert n.verdicts("a", "egress")["seal_sent"] >= len(sizes)
         assert n.verdicts("b", "ingress")["seal_sent"] >= len(sizes)
@@ -233,9 +237,10 @@ def _listener(ip: str, port: int) -> socket.socket:
     return s
 
 
-def test_a_tcp_stream_of_several_megabytes_arrives_intact_and_sealed(topology, state_dir) -> None:
+@pytest.mark.parametrize("cipher", CIPHER_SUITES)
+def test_a_tcp_stream_of_several_megabytes_arrives_intact_and_sealed(topology, state_dir, cipher: str) -> None:
     data = os.urandom(3 << 20) + _payload(1 << 20)  # 4 MiB, the last one a recognisable pattern
-    with nodes(topology, str(state_dir)) as n:
+    with nodes(topology, str(state_dir), cipher=cipher) as n:
         listener = run_in_netns(n.ns_b, _listener, IP_B, 7100)
         result: dict[str, object] = {}
         sink = threading.Thread(target=_tcp_sink, args=(listener, result), daemon=True)
@@ -257,8 +262,9 @@ def test_a_tcp_stream_of_several_megabytes_arrives_intact_and_sealed(topology, s
         assert sum(v for k, v in n.verdicts("b", "ingress").items() if k.endswith("_drop")) == 0
 
 
-def test_iperf3_runs_sealed(topology, state_dir) -> None:
-    with nodes(topology, str(state_dir)) as n:
+@pytest.mark.parametrize("cipher", CIPHER_SUITES)
+def test_iperf3_runs_sealed(topology, state_dir, cipher: str) -> None:
+    with nodes(topology, str(state_dir), cipher=cipher) as n:
         server = popen(n.ns_b, ["iperf3", "-s", "-1", "-B", IP_B, "-p", "5201"],
                        stdout=open(os.devnull, "w"), stderr=open(os.devnull, "w"))
         try:

@@ -42,6 +42,7 @@ struct cp_scratch {
 	struct poly1305_state poly;
 	__u32 block0[CHACHA20_WORDS]; /* key stream block 0: the one-time key */
 	__u32 tag[CP_TAG_LEN / 4];
+	__u8 received[CP_TAG_LEN]; /* open: the tag that came with the ciphertext */
 	__u32 reserved; /* aad[] starts 8-byte aligned */
 	/* aad and wire follow each other: Poly1305 reads both by one offset from aad. */
 	__u8 aad[CP_AAD_BUF] __attribute__((aligned(8)));
@@ -53,7 +54,7 @@ struct cp_scratch {
 #define CP_POLY_WIRE  (CP_AAD_BUF + CP_WIRE_HEAD) /* payload offset from aad[] */
 
 _Static_assert(__builtin_offsetof(struct cp_scratch, aad) ==
-		       __builtin_offsetof(struct cp_scratch, tag) + CP_TAG_LEN + 4,
+		       __builtin_offsetof(struct cp_scratch, tag) + 2 * CP_TAG_LEN + 4,
 	       "no padding: the tests read tag[] at a fixed place");
 _Static_assert(__builtin_offsetof(struct cp_scratch, wire) ==
 		       __builtin_offsetof(struct cp_scratch, aad) + CP_AAD_BUF,
@@ -145,15 +146,26 @@ static __always_inline void cp_mac(struct cp_scratch *s, __u32 aad_len, __u32 le
 	poly1305_finish(&s->poly, s->tag);
 }
 
+/* The nonce's 12 bytes as ChaCha20's three words (in registers, not on the
+ * stack, which the data plane's programs have little of). */
+struct cp_nonce {
+	__u32 w[CHACHA20_NONCE_LEN / 4];
+};
+
+/* A little-endian word from four bytes, any alignment. */
+static __always_inline __u32 cp_le32(__u8 b0, __u8 b1, __u8 b2, __u8 b3)
+{
+	return b0 | b1 << 8 | b2 << 16 | (__u32)b3 << 24;
+}
+
 /* Key and nonce words, and key stream block 0. key: 8 little-endian words
- * (the 32 key bytes, 4-byte aligned); nonce: 12 bytes, any alignment. */
-static __always_inline void cp_start(struct cp_scratch *s, const __u32 *key, const __u8 *nonce)
+ * (the 32 key bytes, 4-byte aligned). */
+static __always_inline void cp_start(struct cp_scratch *s, const __u32 *key, struct cp_nonce nonce)
 {
 	for (__u32 i = 0; i < CHACHA20_KEY_LEN / 4; i++)
 		s->key.k[i] = chacha20_le32(key[i]);
 	for (__u32 i = 0; i < CHACHA20_NONCE_LEN / 4; i++)
-		s->key.nonce[i] = nonce[4 * i] | nonce[4 * i + 1] << 8 | nonce[4 * i + 2] << 16 |
-				  (__u32)nonce[4 * i + 3] << 24;
+		s->key.nonce[i] = nonce.w[i];
 	s->key.reserved = 0;
 	for (__u32 i = 0; i < CHACHA20_WORDS; i++)
 		s->block0[i] = 0;
@@ -170,7 +182,7 @@ static __always_inline void cp_crypt(struct cp_scratch *s, __u32 len)
 
 /* Seal CP_PAYLOAD(s)[0..len) in place with s->aad[0..aad_len); the tag goes
  * to s->tag and right after the ciphertext in wire[]. Returns 0 or -CP_EINVAL. */
-static __always_inline int cp_seal(struct cp_scratch *s, const __u32 *key, const __u8 *nonce,
+static __always_inline int cp_seal(struct cp_scratch *s, const __u32 *key, struct cp_nonce nonce,
 				   __u32 aad_len, __u32 len)
 {
 	if (aad_len > CP_MAX_AAD || len > CP_MAX_PAYLOAD)
@@ -188,21 +200,20 @@ static __always_inline int cp_seal(struct cp_scratch *s, const __u32 *key, const
  * ciphertext. Returns 0 when the tag verifies (compared in constant time),
  * -CP_EBADMSG when it does not (the payload is then left encrypted),
  * -CP_EINVAL on bad lengths. */
-static __always_inline int cp_open(struct cp_scratch *s, const __u32 *key, const __u8 *nonce,
+static __always_inline int cp_open(struct cp_scratch *s, const __u32 *key, struct cp_nonce nonce,
 				   __u32 aad_len, __u32 len)
 {
-	__u8 received[CP_TAG_LEN];
 	__u32 diff = 0;
 
 	if (aad_len > CP_MAX_AAD || len > CP_MAX_PAYLOAD)
 		return -CP_EINVAL;
 	for (__u32 i = 0; i < CP_TAG_LEN; i++)
-		received[i] = s->wire[(CP_WIRE_HEAD + len + i) & (CP_WIRE_LEN - 1)];
+		s->received[i] = s->wire[(CP_WIRE_HEAD + len + i) & (CP_WIRE_LEN - 1)];
 	cp_start(s, key, nonce);
 	cp_mac(s, aad_len, len);
 	const __u8 *tag = (const __u8 *)s->tag;
 	for (__u32 i = 0; i < CP_TAG_LEN; i++)
-		diff |= received[i] ^ tag[i];
+		diff |= s->received[i] ^ tag[i];
 	poly1305_opaque(diff);
 	if (diff) /* public from here on: the packet is dropped */
 		return -CP_EBADMSG;

@@ -21,6 +21,7 @@
 #define SEAL_AEAD_MAX_PAYLOAD CCM_MAX_PAYLOAD
 #define SEAL_AEAD_MAX_AAD     CCM_MAX_AAD
 #define SEAL_AEAD_WIRE_LEN    CCM_WIRE_LEN
+#define SEAL_AEAD_MAX_SEQ     (~0ULL) /* the whole 8-byte sequence is in the nonce */
 #define SEAL_AEAD_WIRE(s)     ((s)->ccm.wire)
 #define SEAL_AEAD_PAYLOAD(s)  CCM_PAYLOAD(&(s)->ccm)
 #define SEAL_ALGO(mode)       mode "(" SEAL_AES_DRIVER ")"

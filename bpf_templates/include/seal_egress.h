@@ -60,6 +60,8 @@ static __always_inline enum sealnet_verdict seal_egress(struct __sk_buff *skb, c
 	__u64 seq = __sync_fetch_and_add(counter, 1) + 1;
 	if ((seq & SEAL_SEQ_COUNT_MASK) >= SEAL_SEQ_COUNT_END)
 		return V_SEAL_NO_KEY_DROP;
+	if (seq > SEAL_AEAD_MAX_SEQ)
+		return V_SEAL_NO_KEY_DROP; /* the stream's nonces are spent: never reuse one */
 
 	__u8 *wire = SEAL_AEAD_WIRE(&s->aead);
 	struct seal_hdr *hdr = (struct seal_hdr *)wire;

@@ -29,7 +29,9 @@ static __always_inline enum sealnet_verdict seal_ingress(struct __sk_buff *skb, 
 	if (l.payload < SEAL_OVERHEAD || bpf_skb_load_bytes(skb, l.payload_at, &head, sizeof(head)) ||
 	    head.version != SEAL_VERSION)
 		return V_SEAL_PLAINTEXT_DROP;
-	if (p->fragment || head.suite != SEAL_SUITE || l.payload > SEAL_WIRE_MAX)
+	/* Another suite than this policy's, or a sequence that is no nonce of it: never opened. */
+	if (p->fragment || head.suite != SEAL_SUITE || l.payload > SEAL_WIRE_MAX ||
+	    bpf_be64_to_cpu(head.seq) > SEAL_AEAD_MAX_SEQ)
 		return V_SEAL_MALFORMED_DROP;
 
 	pair = seal_pair(src_domain, dst_domain);

@@ -56,6 +56,10 @@ static __always_inline int seal_window(struct seal_window *w, __u64 seq, int upd
 	return 1;
 }
 
+/* A new stream's window, from read-only data rather than the stack: the
+ * ingress program's stack is shared with the AEAD's bpf_loop callbacks. */
+static const struct seal_window seal_window_empty;
+
 /* Is seq fresh on this stream? With update (after the tag verified), record it. */
 static __always_inline int seal_replay_check(struct seal_stream *stream, __u64 seq, int update)
 {
@@ -65,8 +69,7 @@ static __always_inline int seal_replay_check(struct seal_stream *stream, __u64 s
 	if (!w) {
 		if (!update)
 			return seq != 0;
-		struct seal_window empty = {};
-		bpf_map_update_elem(&seal_replay, stream, &empty, BPF_NOEXIST);
+		bpf_map_update_elem(&seal_replay, stream, &seal_window_empty, BPF_NOEXIST);
 		w = bpf_map_lookup_elem(&seal_replay, stream);
 		if (!w)
 			return 0; /* stream table full: fail closed */

@@ -17,7 +17,7 @@ from sealnet.compiler.commands._common import has_errors, load, print_diagnostic
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from sealnet.contracts.manifest import AES_IMPLEMENTATIONS, CIPHER_SUITES
+    from sealnet.contracts.manifest import AES_IMPLEMENTATIONS
 
     parser = sub.add_parser("compile", help="build a measured, signed bundle from a policy")
     parser.add_argument("file", metavar="FILE")
@@ -25,10 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--sign-key", required=True, metavar="KEY", help="the authority's Ed25519 private key (PEM)")
     parser.add_argument("--validate", action="store_true",
                         help="run the object in the kernel against the source semantics (needs root)")
-    parser.add_argument("--cipher-suite", choices=CIPHER_SUITES, default="aes-ccm")
     parser.add_argument("--aes-implementation", choices=AES_IMPLEMENTATIONS, default="aes-fixed-time",
-                        help="kernel AES driver: aes-fixed-time is constant time (default); "
-                             "aes-generic is faster and table based (not constant time)")
+                        help="kernel AES driver of a policy with `cipher aes-ccm`: aes-fixed-time is constant "
+                             "time (default); aes-generic is faster and table based (not constant time)")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.set_defaults(func=run)
 
@@ -73,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{args.file}: not written: the compiled object disagrees with the source", file=sys.stderr)
             return 1
     manifest = build_manifest(item.policy, object_bytes, tables, clang_version=clang.version_text,
-                              cipher_suite=args.cipher_suite, aes_implementation=args.aes_implementation)
+                              aes_implementation=args.aes_implementation)
     measurement = measure(object_bytes, canonical(manifest))
     data = pack(manifest, object_bytes, key)
     write_atomically(args.output, data)

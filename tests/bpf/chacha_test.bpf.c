@@ -60,18 +60,20 @@ static __always_inline int cp_test(struct __sk_buff *skb, enum cp_test_op op)
 		return TC_ACT_SHOT;
 	if (n && bpf_skb_load_bytes(skb, INPUT_OFFSET + HEADER_LEN + aad_len, CP_PAYLOAD(s), n))
 		return TC_ACT_SHOT;
+	struct cp_nonce nonce = { { cp_le32(head[0], head[1], head[2], head[3]), cp_le32(head[4], head[5], head[6], head[7]),
+				    cp_le32(head[8], head[9], head[10], head[11]) } };
 	switch (op) {
 	case OP_SEAL:
-		return cp_seal(s, (const __u32 *)key->key, head, aad_len, n) ? TC_ACT_SHOT : TC_ACT_OK;
+		return cp_seal(s, (const __u32 *)key->key, nonce, aad_len, n) ? TC_ACT_SHOT : TC_ACT_OK;
 	case OP_OPEN:
 		if (n < CP_TAG_LEN)
 			return TC_ACT_SHOT;
-		return cp_open(s, (const __u32 *)key->key, head, aad_len, n - CP_TAG_LEN) ? TC_ACT_SHOT
+		return cp_open(s, (const __u32 *)key->key, nonce, aad_len, n - CP_TAG_LEN) ? TC_ACT_SHOT
 											 : TC_ACT_OK;
 	case OP_CHACHA: /* the RFC's ChaCha20 with counter 1 */
 		if (n > CP_MAX_PAYLOAD)
 			return TC_ACT_SHOT;
-		cp_start(s, (const __u32 *)key->key, head);
+		cp_start(s, (const __u32 *)key->key, nonce);
 		cp_crypt(s, n);
 		return TC_ACT_OK;
 	case OP_POLY: { /* Poly1305 with the map's key over whole blocks of payload, tag to s->tag */
