@@ -69,6 +69,7 @@ def main() -> int:
         for sender in (101, 202):  # one sender id per node: nonces never repeat across them
             path = Path(tmp, f"node{sender}.keys")
             path.write_text(format_key_file(sender, {("hospital", "lab"): {"current": (1, pair_key)}}))
+            path.chmod(0o600)  # the node refuses key files others can read
             key_files.append(path)
         print("$ policyc keygen / compile (signed bundle)")
         if policyc(["keygen", str(auth)]) or policyc(["compile", str(policy), "-o", str(bundle),
@@ -106,7 +107,7 @@ def main() -> int:
             return 0 if received == MESSAGE and MESSAGE[:16] not in wire else 1
         finally:
             for iface, ns in loaded:
-                node.unload(iface, ns)
+                node.unload(iface, ns, open_sealed_flows=True)  # the namespaces go away with the demo
 
 
 if __name__ == "__main__":
