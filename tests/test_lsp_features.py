@@ -144,6 +144,10 @@ async def test_checker_diagnostics_first_then_findings_with_related_rules(client
     related = by_code["V301"].related_information
     assert related and related[0].location.range.start.line == LINE["lab_local"]
     assert "for example tcp 198.18." in by_code["V310"].message  # the witness packet
+    for code in ("V302", "V310", "V311"):  # every finding points at the rules involved
+        assert by_code[code].related_information, code
+    assert by_code["V310"].related_information[0].location.range.start.line == LINE["lab_local"]
+    assert by_code["V311"].related_information[0].location.range.start.line == LINE["default deny"]
 
 
 # -- hover --------------------------------------------------------------------------------------

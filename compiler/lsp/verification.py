@@ -22,6 +22,8 @@ from sealnet.compiler.ir import Policy, Span
 from sealnet.compiler.verify import verify
 
 PROVED, REFUTED, UNKNOWN = "proved", "refuted", "unknown"
+# Related locations listed per finding (a rule blocked by hundreds would flood the editor).
+RELATED_LIMIT = 8
 # Finding kinds that refute the property at their span.
 _REFUTING = ("assertion-failed", "workflow-blocked")
 
@@ -63,7 +65,7 @@ class Verdict:
 
 def run_verifier(policy: Policy) -> Verdict:
     report = verify(policy)
-    findings = tuple(_finding(f) for f in report.findings)
+    findings = tuple(_with_rule_notes(_finding(f), policy) for f in report.findings)
     outcomes = getattr(report, "assertions", None)
     if outcomes is not None:
         properties = tuple(_outcome(o) for o in list(report.assertions) + list(report.flows))
@@ -77,6 +79,24 @@ def run_verifier(policy: Policy) -> Verdict:
 def _finding(f: Any) -> FindingView:
     return FindingView(f.kind, CODES.get(f.kind, f.code), f.severity, f.message, f.span, tuple(f.rules),
                        str(f.witness) if f.witness is not None else None, tuple(f.notes))
+
+
+def _with_rule_notes(finding: FindingView, policy: Policy) -> FindingView:
+    """Every rule a finding involves as a related location (the verifier notes only some)."""
+    places = {r.name: (r.span, f"`{r.name}` ({r.action.value})") for r in policy.rules}
+    if policy.default_span is not None:
+        places["default"] = (policy.default_span, f"the default ({policy.default.value})")
+    involved = finding.rules if finding.kind in _REFUTING else finding.rules[1:]
+    notes = list(finding.notes)
+    noted = {n.span for n in notes}
+    for name in involved:
+        span, what = places.get(name, (None, ""))
+        if span is not None and span not in noted and span != finding.span and len(notes) < RELATED_LIMIT:
+            verb = "decides the witness" if finding.kind in _REFUTING else "is involved"
+            notes.append(Note(span, f"{what} {verb}"))
+            noted.add(span)
+    return FindingView(finding.kind, finding.code, finding.severity, finding.message, finding.span,
+                       finding.rules, finding.witness, tuple(notes))
 
 
 def _outcome(o: Any) -> PropertyStatus:
