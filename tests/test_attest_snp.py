@@ -235,7 +235,10 @@ def test_cli_refuses_garbage_evidence(files, tmp_path) -> None:
 def test_key_broker_releases_on_snp_evidence_and_refuses_bad_chains(tmp_path) -> None:
     m = manifest(tee="sev-snp")
     cp_guest, node_guest = LabSnp(CHAIN, LAUNCH), LabSnp(CHAIN, LAUNCH)
-    verifier = VerifierConfig(snp=CHAIN.policy())
+    revoked = LabSnp(CHAIN, LAUNCH)
+    broken = LabSnp(CHAIN, LAUNCH)
+    broken.vcek_cert = CHAIN.vcek(broken.key, signer=rsa.generate_private_key(65537, 2048))
+    verifier = VerifierConfig(snp=CHAIN.policy(crls=(CHAIN.crl([revoked.vcek_cert.serial_number]),)))
     cp_platform = Platforms.make().cp  # only its sealing key is used: the CP attests with SNP below
 
     async def go() -> None:
@@ -249,10 +252,14 @@ def test_key_broker_releases_on_snp_evidence_and_refuses_bad_chains(tmp_path) ->
             expired = LabSnp(CHAIN, LAUNCH)
             expired.vcek_cert = CHAIN.vcek(expired.key, not_before=NOW - dt.timedelta(days=9),
                                            not_after=NOW - dt.timedelta(days=1))
-            for bad in (_foreign(), expired):
+            for bad in (_foreign(), expired, revoked, broken):
                 with pytest.raises(ControlError) as err:
                     await control_client.attest(cp.url, domain="a", manifest=m, bundle_measurement=BUNDLE,
                                                 attester=bad.attest, verifier=verifier)
                 assert err.value.code == "evidence"
-            assert cp.releases() == 1 and cp.codes() == ["evidence", "evidence"]
+            assert cp.releases() == 1 and cp.codes() == ["evidence"] * 4
+            reasons = [r.reason for r in cp.state.audit_rows() if r.event == "refuse"]
+            for expected, reason in zip(("not a pinned AMD root", "not valid at", "revoked", "does not verify"),
+                                        reasons):
+                assert expected in reason, reasons
     run(go())
