@@ -2,9 +2,11 @@
 
 Run (root, BPF, iperf3): .venv/bin/python benchmarks/bench_seal.py [--samples 400] [--seconds 3] [--format json]
 
-1. BPF_PROG_TEST_RUN, payloads of 64, 512 and 1400 bytes, with the
-   constant-time `aes-fixed-time` driver and the table-based `aes-generic`:
-   seal (egress) and verify+open (ingress). Each sample is one run on a fresh
+1. BPF_PROG_TEST_RUN, payloads of 64, 512 and 1400 bytes, for each suite a
+   policy's `cipher` chooses: chacha20-poly1305 (plain eBPF), and aes-ccm with
+   the constant-time `aes-fixed-time` driver and the table-based `aes-generic`:
+   seal (egress) and verify+open (ingress), with each build's verifier count
+   (processed instructions) and load time. Each sample is one run on a fresh
    packet (a sealed packet cannot be re-run: the program changes it, and a
    replayed one is dropped early), timed by the kernel; the figure is the
    median. The baseline is the same data plane passing a plaintext packet of
@@ -77,29 +79,39 @@ def _median_ns(prog, frames: list[bytes]) -> float:  # type: ignore[no-untyped-d
     return float(statistics.median(times))
 
 
+# (policy `cipher`, AES driver): ChaCha20-Poly1305 needs none; AES-CCM with each kernel driver.
+SUITES = (("chacha20-poly1305", None),) + tuple(("aes-ccm", driver) for driver in abi.AES_DRIVERS)
+
+
 def kernel_costs(samples: int, state_dir: str) -> list[dict[str, object]]:
     rows = []
-    for driver in abi.AES_DRIVERS:
-        obj = BpfObject.open_memory(build_object(_policy(SEALED), aes_implementation=driver), "bench")
+    for cipher, driver in SUITES:
+        suite = seal_wire.SUITE_BY_NAME[cipher]
+        built = build_object(_policy(SEALED + f"cipher {cipher}\n"), aes_implementation=driver or abi.AES_DRIVERS[0])
+        obj = BpfObject.open_memory(built, "bench")
+        started = time.perf_counter()
         obj.load()
+        load_ms = round((time.perf_counter() - started) * 1e3, 1)
         try:
             pair_key = os.urandom(seal_wire.PAIR_KEY_LEN)
             handles = node.seal_handles(obj)
             assert handles is not None
             seal_keys.install(handles, _key_file(pair_key, None), {"a": 1, "b": 2},
                               sender=int.from_bytes(os.urandom(3), "big") + 1, ledger_dir=state_dir)
-            open_key = seal_wire.direction_key(pair_key, "b", "a", 1)
+            open_key = seal_wire.direction_key(pair_key, "b", "a", 1, suite)
             egress, ingress = obj.program(abi.EGRESS_PROGRAM), obj.program(abi.INGRESS_PROGRAM)
+            verified = {"egress": egress.info().verified_insns, "ingress": ingress.info().verified_insns}
             for size in SIZES:
                 payload = os.urandom(size)
                 plain = ETH + udp(IP_A, IP_B, payload, dport=9999)
                 baseline = _median_ns(egress, [plain] * samples)
                 seal = _median_ns(egress, [ETH + udp(IP_A, IP_B, payload)] * samples)
                 packet = udp(IP_B, IP_A, payload)
-                sealed = [ETH + seal_wire.seal(packet, open_key, seal_wire.SealHeader(1, size, 0, seq))
+                sealed = [ETH + seal_wire.seal(packet, open_key, seal_wire.SealHeader(1, size, 0, seq, suite=suite.id))
                           for seq in range(1, samples + 1)]
                 opened = _median_ns(ingress, sealed)  # one stream per size: no replays
-                rows.append({"driver": driver, "payload": size, "baseline_ns": baseline,
+                rows.append({"suite": cipher + (f" ({driver})" if driver else ""), "payload": size,
+                             "baseline_ns": baseline, "verified_insns": verified, "load_ms": load_ms,
                              "seal_ns": seal, "open_ns": opened,
                              "seal_x_baseline": round(seal / baseline, 1), "open_x_baseline": round(opened / baseline, 1),
                              "seal_ns_per_byte": round((seal - baseline) / size, 2)})
@@ -204,11 +216,15 @@ def main() -> int:
         print(json.dumps({"kernel": rows, "veth": veth}, indent=2))
         return 0
     print("per packet, BPF_PROG_TEST_RUN (median ns; baseline: the same program passing plaintext)")
-    print(f"{'driver':16} {'payload':>7} {'baseline':>9} {'seal':>8} {'x':>5} {'open':>8} {'x':>5} {'ns/B':>6}")
+    print(f"{'suite':32} {'payload':>7} {'baseline':>9} {'seal':>8} {'x':>5} {'open':>8} {'x':>5} {'ns/B':>6}")
     for r in rows:
-        print(f"{r['driver']:16} {r['payload']:>7} {r['baseline_ns']:>9.0f} {r['seal_ns']:>8.0f} "
+        print(f"{r['suite']:32} {r['payload']:>7} {r['baseline_ns']:>9.0f} {r['seal_ns']:>8.0f} "
               f"{r['seal_x_baseline']:>5} {r['open_ns']:>8.0f} {r['open_x_baseline']:>5} {r['seal_ns_per_byte']:>6}")
-    print("\nveth pair between namespaces (aes-fixed-time)")
+    print("\nverifier (processed instructions) and load time per build")
+    for r in rows[::len(SIZES)]:
+        print(f"{r['suite']:32} egress {r['verified_insns']['egress']:>7} ingress {r['verified_insns']['ingress']:>7}"  # type: ignore[index]
+              f"  load {r['load_ms']} ms")
+    print(f"\nveth pair between namespaces ({SUITES[0][0]}, the policy default)")
     print(f"64-byte UDP RTT: plaintext {plain['rtt_us']} us, sealed {sealed['rtt_us']} us "
           f"(x{veth['rtt_x_plaintext']})")
     print(f"TCP throughput:  plaintext {plain['tcp_mbit_s']} Mbit/s, sealed {sealed['tcp_mbit_s']} Mbit/s "
