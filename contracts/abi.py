@@ -341,7 +341,11 @@ SEAL_HDR = Layout("seal_hdr", SEAL_HDR_LEN, (
     Field("sender", 3, ">I"), Field("cpu", 7, "B"), Field("seq", 8, ">Q"),
 ))
 
-LAYOUTS: tuple[Layout, ...] = (LAST_DECISION, SEAL_KEY_ARGS, SEAL_KEY, SEAL_TX, SEAL_CONFIG, SEAL_HDR)
+SEAL_STREAM = Layout("seal_stream", 8, (  # seal_replay's key (seal_replay.h)
+    Field("sender", 0, "=I"), Field("pair", 4, "=H"), Field("epoch", 6, "B"), Field("cpu", 7, "B"),
+))
+
+LAYOUTS: tuple[Layout, ...] = (LAST_DECISION, SEAL_KEY_ARGS, SEAL_KEY, SEAL_TX, SEAL_CONFIG, SEAL_HDR, SEAL_STREAM)
 
 
 def counters_by_verdict(values: Mapping[int, int] | list[int]) -> dict[str, dict[str, int]]:

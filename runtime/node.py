@@ -394,17 +394,22 @@ def install_keys(iface: str, netns: str | None, keys: seal_keys.KeyFile, keys_pa
         raise NodeError(str(exc)) from None
 
 
-def retire_previous_epochs(iface: str, netns: str | None) -> list[int]:
-    """End the grace period of the last rotation: only current and next stay accepted."""
+def retire_previous_epochs(iface: str, netns: str | None) -> list[tuple[int, int]]:
+    """End the grace period of the last rotation: only current and next stay accepted, and the
+    replay windows of the released epochs leave the stream table."""
     with _exclusive(iface, netns):
         state = read_state(iface, netns)
         if state is None or not state.sealing:
             return []
         handles = pinned_seal_handles(state)
         try:
-            return seal_keys.retire_previous(handles)
+            released = seal_keys.retire_previous(handles)
         finally:
             close_pinned_handles(handles)
+        if released:
+            with Map.from_fd(get_pinned(os.path.join(state.pin_dir, REPLAY_MAP)), owns_fd=True) as replay:
+                seal_keys.forget_streams(replay, released)
+        return released
 
 
 # --------------------------------------------------------------------- unload

@@ -307,8 +307,9 @@ def install(handles: SealHandles, keys: KeyFile, domain_ids: dict[str, int], *, 
         keys.wipe()
 
 
-def retire_previous(handles: SealHandles) -> list[int]:
-    """End the grace period: release every slot holding neither the sealing epoch nor the one after it."""
+def retire_previous(handles: SealHandles) -> list[tuple[int, int]]:
+    """End the grace period: release every slot holding neither the sealing epoch nor the one
+    after it. Returns the (pair, epoch) keys released."""
     sealing = handles.tx_epochs()
     keep = set()
     for pair, epoch in sealing.items():
@@ -316,7 +317,19 @@ def retire_previous(handles: SealHandles) -> list[int]:
             slot = handles.slot(pair, wanted)
             if handles.slot_epoch(slot) == wanted:
                 keep.add(slot)
-    released = sorted(handles.installed_slots() - keep)
-    for slot in released:
+    released = []
+    for slot in sorted(handles.installed_slots() - keep):
+        epoch = handles.slot_epoch(slot)
         _run_install(handles, slot, 0, None)
+        released.append((slot // abi.SEAL_EPOCH_SLOTS, int(epoch or 0)))
     return released
+
+
+def forget_streams(replay: Map, released: list[tuple[int, int]]) -> int:
+    """Remove the replay windows of released (pair, epoch) keys: nothing can open their packets now."""
+    gone = set(released)
+    removed = 0
+    for key in list(replay.keys()):
+        if (abi.SEAL_STREAM.read(key, "pair"), abi.SEAL_STREAM.read(key, "epoch")) in gone:
+            removed += replay.delete(key)
+    return removed
