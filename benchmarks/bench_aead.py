@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM, ChaCha20Poly1305
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sealnet.compiler.build import find_clang  # noqa: E402
+from sealnet.contracts import abi  # noqa: E402
 from sealnet.contracts.libbpf import BpfObject  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,8 +41,8 @@ INCLUDE = ROOT / "bpf_templates" / "include"
 SIZES = (64, 512, 1400)
 AAD = bytes(range(40))
 PAD = bytes(14)  # both harnesses read their input after a 14-byte pad
-TC_ACT_OK = 0
-DRIVERS = ("aes-fixed-time", "aes-generic")
+TC_ACT_OK = abi.TC_ACT_OK
+DRIVERS = abi.AES_DRIVERS
 
 
 def _compile(source: str, cpu: str | None = None) -> bytes:
@@ -50,7 +51,7 @@ def _compile(source: str, cpu: str | None = None) -> bytes:
         src, obj = Path(tmp) / "h.bpf.c", Path(tmp) / "h.bpf.o"
         src.write_text(source)
         cmd = [clang.path, "-O2", "-g", "-target", "bpf", "-Wall", "-Werror", "-I", str(INCLUDE),
-               "-idirafter", "/usr/include/x86_64-linux-gnu", "-c", str(src), "-o", str(obj)]
+               "-idirafter", clang.uapi_include_dir(), "-c", str(src), "-o", str(obj)]
         if cpu:
             cmd.insert(1, f"-mcpu={cpu}")
         subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)

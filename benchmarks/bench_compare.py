@@ -63,6 +63,7 @@ from gen_policy import generate  # noqa: E402
 
 from sealnet.compiler.build import build_object, compile_c, find_clang  # noqa: E402
 from sealnet.compiler.frontend import compile_text  # noqa: E402
+from sealnet.contracts import abi  # noqa: E402
 from sealnet.contracts.libbpf import BpfObject  # noqa: E402
 from sealnet.contracts.manifest import AES_IMPLEMENTATIONS, CIPHER_SUITES  # noqa: E402
 from sealnet.runtime import interface, node, seal_keys, seal_wire  # noqa: E402
@@ -76,7 +77,7 @@ TLS_PORTS = {TCP_PORT: 8443, IPERF_PORT: 8444}  # stunnel: cleartext port -> TLS
 WG_NET = ("10.99.0.1", "10.99.0.2")
 WG_PORT = 51820
 RR_BYTES = 64
-TC_ACT_OK = 0
+TC_ACT_OK = abi.TC_ACT_OK
 SUITE_BYTE_OFFSET = 14 + 20 + 8 + 1  # Ethernet, IPv4, UDP, then the seal header's version byte
 PLAIN = "plaintext (system)"
 PLAIN_IFACE = "plaintext (sealnet iface)"
@@ -138,7 +139,7 @@ def decision_costs(reps: int) -> dict[str, Any]:
     frames = sample_frames(policy, random.Random(11))
     with BpfObject.open_memory(build_object(policy), "decision") as obj:
         obj.load()
-        prog = obj.program("sealnet_egress")
+        prog = obj.program(abi.EGRESS_PROGRAM)
         ns = _median([per_packet_ns(prog, frames) for _ in range(reps)])
         verified = prog.info().verified_insns
     return {"rules": DECISION_RULES, "ns": ns, "baseline_ns": base_ns, "ratio": ns / base_ns,
@@ -161,7 +162,7 @@ def seal_open_costs(variant: Variant, samples: int, reps: int, state_dir: str) -
             seal_keys.install(handles, _key_file(pair_key, None), {"a": 1, "b": 2},
                               sender=int.from_bytes(os.urandom(3), "big") + sender,
                               ledger_dir=os.path.join(state_dir, role))
-            programs[role] = (obj.program("sealnet_egress"), obj.program("sealnet_ingress"))
+            programs[role] = (obj.program(abi.EGRESS_PROGRAM), obj.program(abi.INGRESS_PROGRAM))
         egress_a, _ = programs["a"]
         _, ingress_b = programs["b"]
         # The suite byte of a sealed packet says which AEAD the object really runs.

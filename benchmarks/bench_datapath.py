@@ -29,7 +29,7 @@ from sealnet.compiler.ir import PORTED_PROTOCOLS, Packet  # noqa: E402
 from sealnet.compiler.tables import build_tables  # noqa: E402
 from sealnet.compiler.validate import ipv4_frame  # noqa: E402
 from gen_policy import generate  # noqa: E402
-from sealnet.contracts import libbpf  # noqa: E402
+from sealnet.contracts import abi, libbpf  # noqa: E402
 
 BASELINE_C = """
 #include <linux/bpf.h>
@@ -85,7 +85,7 @@ def main() -> None:
         with libbpf.BpfObject.open_memory(obj_bytes, f"bench{n}") as obj:
             obj.load()
             t4 = time.perf_counter()
-            prog = obj.program("sealnet_egress")
+            prog = obj.program(abi.EGRESS_PROGRAM)
             ns = per_packet_ns(prog, sample_frames(policy, rnd))
             rows.append(
                 {

@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sysconfig
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 import pytest
+
+from sealnet.compiler.build import multiarch_include_dir
 
 if TYPE_CHECKING:
     from sealnet.runtime.netns import Topology
@@ -98,10 +99,9 @@ def topology() -> Iterator["Topology"]:
 
 
 def _multiarch_include() -> str:
-    # <linux/bpf.h> includes <asm/types.h>, which Debian keeps under the
-    # multiarch directory; -target bpf does not search it by default.
-    multiarch = sysconfig.get_config_var("MULTIARCH") or "x86_64-linux-gnu"
-    return f"/usr/include/{multiarch}"
+    # <linux/bpf.h> includes <asm/types.h>, under the target's multiarch
+    # directory, which -target bpf does not search: found as the build finds it.
+    return multiarch_include_dir(shutil.which(CLANG) or CLANG)
 
 
 @pytest.fixture

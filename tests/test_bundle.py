@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from sealnet.contracts import abi
 from sealnet.contracts import bundle as B
 from sealnet.compiler.build import build_object, find_clang
 from sealnet.compiler.cli import main
@@ -127,7 +128,7 @@ def test_cli_keygen_compile_inspect(tmp_path, capsys) -> None:
     assert main(["inspect", str(out), "--trust", f"{key}.pub", "--format", "json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["measurement"] == compiled["measurement"] and info["signature"] == "valid"
-    assert [p["name"] for p in info["programs"]] == ["seal_install_key", "sealnet_egress", "sealnet_ingress"]
+    assert [p["name"] for p in info["programs"]] == sorted([abi.INSTALL_KEY_PROGRAM, *abi.PROGRAMS.values()])
     other = tmp_path / "other.key"
     main(["keygen", str(other)])
     assert main(["inspect", str(out), "--trust", f"{other}.pub"]) == 1

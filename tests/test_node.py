@@ -7,6 +7,7 @@ import socket
 import pytest
 
 from sealnet.compiler.build import build_object
+from sealnet.contracts import abi
 from sealnet.runtime import node
 from sealnet.contracts.libbpf import BpfLoadError, Map, get_pinned
 from sealnet.runtime.netns import run_in_netns
@@ -70,7 +71,7 @@ def test_load_enforces_replaces_and_unloads(topology, state_dir) -> None:
         assert _exchange(ns_a, ns_b, "198.18.0.2", 7001) == 0    # default deny
         hits = Map.from_fd(get_pinned(f"{state.pin_dir}/rule_hits"), owns_fd=True)
         assert hits.sum_percpu_u64((0).to_bytes(4, "little")) >= 20  # egress hits of `open`
-        assert len(state.program_tags["sealnet_egress"]) == 16
+        assert len(state.program_tags[abi.EGRESS_PROGRAM]) == 16
         assert node.attached_program_ids(veth.a, ns_a) == state.program_ids
 
         # A program the kernel refuses changes nothing: the running one stays.
