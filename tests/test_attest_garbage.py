@@ -92,3 +92,27 @@ def test_cli_sim_evidence_says_simulated(tmp_path) -> None:
     (tmp_path / "other.pub").write_bytes(other.public_pem())
     out = subprocess.run(argv + ["--platform", str(tmp_path / "other.pub")], capture_output=True, text=True)
     assert out.returncode == 1 and "does not verify with the simulated platform key" in out.stderr
+
+
+def test_a_certificate_with_an_unusual_key_is_a_refusal_not_a_traceback() -> None:
+    """An Ed25519 'VCEK' makes the ECDSA path meet a key type it does not expect."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.x509.oid import NameOID
+
+    from snp_lab import Chain, PSS, der
+    from cryptography.hazmat.primitives import hashes
+
+    chain = Chain.make()
+    key = Ed25519PrivateKey.generate()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "SEV-VCEK")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(chain.ask.subject).public_key(key.public_key())
+            .serial_number(7).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=9))
+            .sign(chain.ask_key, hashes.SHA384(), rsa_padding=PSS))
+    report = snp.sign_body(snp.build_body(report_data=bytes(64), measurement=LAUNCH), PLATFORM.key)
+    ev = Evidence("sev-snp", report, {"vcek": der(cert), "ask": der(chain.ask), "ark": der(chain.ark)})
+    with pytest.raises(EvidenceError, match="report.signature"):
+        snp.verify(ev, chain.policy())

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, TypeVar
+
+from cryptography.exceptions import UnsupportedAlgorithm
 
 TEES = ("sev-snp", "tdx", "sim")
 REPORT_DATA_LEN = 64
@@ -33,6 +36,24 @@ BUNDLE_REGISTER = 3  # TDX RTMR the node agent extends with the bundle measureme
 
 class EvidenceError(ValueError):
     """Evidence refused; the message is a one-line reason naming the field at fault."""
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def one_line_errors(fn: F) -> F:
+    """Whatever a malformed certificate or key makes a library raise becomes a refusal, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except EvidenceError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, UnsupportedAlgorithm) as exc:
+            text = str(exc).splitlines()[0][:120] if str(exc) else ""
+            raise EvidenceError(f"evidence: unreadable ({exc.__class__.__name__}: {text})") from None
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sealnet.runtime.attest import snp
-from sealnet.runtime.attest.evidence import Evidence, EvidenceError, LogEntry, Verified
+from sealnet.runtime.attest.evidence import Evidence, EvidenceError, LogEntry, Verified, one_line_errors
 
 PRODUCT = "simulated"
 
@@ -91,6 +91,7 @@ def _platform_key(spki: bytes) -> tuple[ec.EllipticCurvePublicKey, str]:
     return key, public_fingerprint(key)
 
 
+@one_line_errors
 def verify(evidence: Evidence, trusted: set[str]) -> Verified:
     """Accept simulated evidence signed by one of the `trusted` platform keys (SPKI SHA-384)."""
     if not trusted:

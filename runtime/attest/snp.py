@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
-from sealnet.runtime.attest.evidence import Evidence, EvidenceError, Verified
+from sealnet.runtime.attest.evidence import Evidence, EvidenceError, Verified, one_line_errors
 
 REPORT_LEN = 0x4A0
 SIGNED_LEN = 0x2A0
@@ -341,6 +341,7 @@ def verify_report(report: Report, leaf: x509.Certificate, policy: SnpPolicy) -> 
     return "UpToDate" if policy.min_tcb else "NotChecked"
 
 
+@one_line_errors
 def verify(evidence: Evidence, policy: SnpPolicy) -> Verified:
     report = parse_report(evidence.report)
     certs = dict(evidence.certs)

@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from sealnet.runtime.attest import der
-from sealnet.runtime.attest.evidence import Evidence, EvidenceError, Verified, replay
+from sealnet.runtime.attest.evidence import Evidence, EvidenceError, Verified, one_line_errors, replay
 from sealnet.runtime.attest.snp import check_validity, issuer_name, spki_fingerprint
 
 HEADER_LEN, BODY_LEN = 48, 584
@@ -329,6 +329,7 @@ def _worse(a: str, b: str) -> str:
     return max(a, b, key=lambda s: rank.get(s, len(STATUS_ORDER)))
 
 
+@one_line_errors
 def verify(evidence: Evidence, policy: TdxPolicy) -> Verified:
     at = policy.at or dt.datetime.now(dt.timezone.utc)
     roots = set(PINNED_ROOTS)

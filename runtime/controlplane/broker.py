@@ -163,6 +163,9 @@ class Broker:
             return reply
         except (MakeError, Refused) as exc:
             raise self._refuse(exc, role=role, domain=claimed, peer=peer, stage="hello") from None
+        except Exception as exc:  # a bug or a library surprise: refuse, audit, never a traceback to the peer
+            raise self._refuse(Refused("internal", f"internal error ({exc.__class__.__name__})", 500), role=role,
+                               domain=claimed, peer=peer, stage="hello") from None
 
     async def finish(self, msg: Any, peer: str = "") -> dict[str, Any]:
         now = time.monotonic()
@@ -195,6 +198,9 @@ class Broker:
             except (sqlite3.Error, OSError):  # the database itself is what failed: still refuse
                 refused = exc if isinstance(exc, Refused) else Refused(exc.code, str(exc))
             raise refused from None
+        except Exception as exc:  # a bug or a library surprise: nothing was released; refuse and audit
+            raise self._refuse(Refused("internal", f"internal error ({exc.__class__.__name__})", 500), role=role,
+                               domain=claimed, peer=peer, stage="finish") from None
 
     def abort(self, msg: Any, peer: str = "") -> dict[str, Any]:
         """A client gave up on a handshake (it found the ServerHello or the release wrong): audit it.
