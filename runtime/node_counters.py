@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from sealnet.contracts.abi import RULE_HITS_MAP, VERDICT_HITS_MAP, Direction, Verdict, rule_slot, verdict_slot
+from sealnet.contracts.abi import RULE_HITS_MAP, VERDICT_HITS_MAP, Direction, counters_by_verdict, rule_slot
 from sealnet.contracts.libbpf import LibbpfError, Map, get_pinned
 from sealnet.runtime.node_state import NodeState
 
@@ -48,7 +48,7 @@ def _values(m: Map) -> list[int]:
 def verdict_counts(state: NodeState) -> dict[str, dict[str, int]]:
     with _open(state, VERDICT_HITS_MAP) as m:
         values = _values(m)
-    return {d.label: {v.label: values[verdict_slot(d, v)] for v in Verdict} for d in Direction}
+    return counters_by_verdict(values)
 
 
 def rule_counts(state: NodeState) -> list[RuleCount]:
