@@ -84,7 +84,10 @@ def _serve(cp_pem: bytes, trusted: list[str], db: str, conn: Any) -> None:
 async def _nodes(url: str, n: int, node: SimPlatform, verifier: VerifierConfig, limit: int) -> tuple[float, list[int]]:
     m = manifest()
     connector = aiohttp.TCPConnector(limit=limit)
-    async with aiohttp.ClientSession(connector=connector, timeout=control_client.TIMEOUT) as http:
+    # Many nodes share this process's connection pool; a real node has its own, so waiting for a pooled
+    # connection must not count against the per-request timeout.
+    timeout = aiohttp.ClientTimeout(total=300, sock_connect=5, sock_read=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         start = time.perf_counter()
         releases = await asyncio.gather(*(control_client.attest(url, domain="a", manifest=m, bundle_measurement=BUNDLE,
                                                                 attester=node.attest, verifier=verifier, http=http)

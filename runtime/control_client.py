@@ -25,7 +25,7 @@ from sealnet.runtime.make import Attester, Client, MakeError, Session
 from sealnet.runtime.seal_keys import KeyFile, parse_key_file
 
 MAX_BODY = 64 * 1024
-TIMEOUT = aiohttp.ClientTimeout(total=10, connect=3)
+TIMEOUT = aiohttp.ClientTimeout(total=10, sock_connect=3)
 
 
 class ControlError(Exception):
