@@ -31,13 +31,18 @@ class RpsError(OSError):
 
 
 def all_cpus_mask() -> str:
-    """rps_cpus text selecting every online CPU (comma-separated 32-bit hex groups)."""
-    mask = 0
+    """rps_cpus text selecting every online CPU."""
     with open(ONLINE_CPUS) as f:
-        for part in f.read().strip().split(","):
-            lo, _, hi = part.partition("-")
-            for cpu in range(int(lo), int(hi or lo) + 1):
-                mask |= 1 << cpu
+        return cpu_list_mask(f.read())
+
+
+def cpu_list_mask(cpu_list: str) -> str:
+    """A kernel CPU list ("0-3,8") as rps_cpus text: comma-separated 32-bit hex groups, highest first."""
+    mask = 0
+    for part in cpu_list.strip().split(","):
+        lo, _, hi = part.partition("-")
+        for cpu in range(int(lo), int(hi or lo) + 1):
+            mask |= 1 << cpu
     groups = []
     while True:
         groups.append(f"{mask & 0xFFFFFFFF:08x}")

@@ -102,3 +102,13 @@ def test_prepare_names_an_unpaced_congestion_control_and_steers_flows_then_resto
     assert interface.restore(interface.InterfaceChange.from_json(change.to_json())) == []
     assert _routes(ns_b) == before_routes
     assert rps.read(veth.b, ns_b) == before_rps
+
+
+def test_cpu_list_mask_groups_32_cpus_per_word() -> None:
+    from sealnet.runtime import rps
+
+    assert rps.cpu_list_mask("0") == "00000001"
+    assert rps.cpu_list_mask("0-1\n") == "00000003"
+    assert rps.cpu_list_mask("0-3,8") == "0000010f"
+    assert rps.cpu_list_mask("0-31,32,63") == "80000001,ffffffff"
+    assert rps.mask_cpus(rps.cpu_list_mask("0-2,40")) == (1 << 40) | 0b111
