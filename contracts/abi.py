@@ -41,6 +41,7 @@ class Verdict(IntEnum):
     SEAL_REPLAY_DROP = 13
     SEAL_MALFORMED_DROP = 14
     SEAL_TOO_BIG_DROP = 15
+    ICMP_QUOTE_DROP = 16  # egress: an ICMP error in clear quoting a sealed flow's packet
 
     @property
     def label(self) -> str:

@@ -133,15 +133,15 @@ def test_drift_in_the_c_is_found(policy, clang, tmp_path) -> None:
     _edit(include / "seal_maps.h", "\t__u32 epoch;\n\t__u32 installed;", "\t__u32 installed;\n\t__u32 epoch;")
     _edit(include / "seal_hdr.h", "SEAL_VERSION = 1,", "SEAL_VERSION = 2,")
     _edit(include / "seal_keys.h", "__u32 remove;", "__u64 remove;")
-    _edit(include / "verdicts.h", "V_COUNT = 16,", "V_SEAL_NEW_DROP = 16,\n\tV_COUNT = 17,")
+    _edit(include / "verdicts.h", "V_COUNT = 17,", "V_SEAL_NEW_DROP = 17,\n\tV_COUNT = 18,")
     found = "\n".join(_drift(compile_c(render(policy, with_seal=True), clang, include_dir=include), policy))
     assert "struct seal_key: members ['installed', 'epoch', 'aead'] in the C" in found
     assert "struct seal_key.epoch: offset 4 in the C, 0 in abi.py" in found
     assert "SEAL_VERSION is 2 in the C, 1 in abi.py" in found
     assert "struct seal_key_args.remove: 8 bytes in the C, 4 in abi.py" in found
-    assert "V_SEAL_NEW_DROP = 16 in the C, missing in abi.py" in found
-    assert "V_COUNT is 17 in the C, 16 in abi.py" in found
-    assert "map verdict_hits: 34 entries in the C, 32 by abi.py's slot formula" in found
+    assert "V_SEAL_NEW_DROP = 17 in the C, missing in abi.py" in found
+    assert "V_COUNT is 18 in the C, 17 in abi.py" in found
+    assert "map verdict_hits: 36 entries in the C, 34 by abi.py's slot formula" in found
 
 
 # ---------------------------------------------------------------- headers stand alone

@@ -23,7 +23,8 @@ enum sealnet_verdict {
 	V_SEAL_REPLAY_DROP = 13,   /* ingress: sequence seen or below the window */
 	V_SEAL_MALFORMED_DROP = 14, /* a seal header with a bad suite, a sealed fragment, bad lengths */
 	V_SEAL_TOO_BIG_DROP = 15,  /* egress: a fragment, or the sealed packet would exceed the MTU */
-	V_COUNT = 16,
+	V_ICMP_QUOTE_DROP = 16,    /* egress: an ICMP error in clear that quotes a sealed flow's packet */
+	V_COUNT = 17,
 };
 
 enum sealnet_action { ACT_DENY = 0, ACT_ALLOW = 1, ACT_SEAL = 2 };
