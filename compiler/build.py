@@ -115,6 +115,9 @@ def compile_c(source: str, clang: Clang | None = None, *, include_dir: Path = IN
         cmd = [
             clang.path,
             "-target", "bpf",
+            # BPF ISA v3 (kernel >= 5.1): 32-bit ALU and jumps, so ChaCha20's 32-bit words need no
+            # masking after every add (about a fifth of its cost), and 32-bit compares are native.
+            "-mcpu=v3",
             "-O2", "-g",
             "-std=gnu11",
             "-Wall", "-Werror",
