@@ -57,12 +57,12 @@ static __always_inline int search_indexed(const volatile __u32 *keys, __u64 cap,
 					  __u32 shift, __u64 buckets, __u32 v, __u64 *out)
 {
 	__u64 diff = (__u64)v - (__u64)base; /* bit 63: v < base */
-	asm volatile("" : "+r"(diff));
+	barrier_var(diff);
 	__u64 above = (diff >> 63) ^ 1;
-	asm volatile("" : "+r"(above));
+	barrier_var(above);
 	__u64 off = (diff & 0xFFFFFFFFull) >> shift;
 	__u64 over = (buckets - off) >> 63; /* off > buckets: clamp to the last bucket */
-	asm volatile("" : "+r"(over));
+	barrier_var(over);
 	off = off * (over ^ 1) + buckets * over;
 	__u64 b = above * (off + 1);
 
