@@ -347,3 +347,86 @@ async def test_every_request_on_a_broken_document_answers(client: LanguageClient
     await verified(client, 40)
     assert "domain `lab`" in await hover_text(client, pos(LINE["lab_local"], POLICY, "lab to", 1))
     assert not [m for m in client.log_messages if m.type == types.MessageType.Error]
+
+
+# -- incremental edits and a killed verifier ---------------------------------------------------------
+@pytest.mark.asyncio
+async def test_range_edits_move_diagnostics_and_findings_with_their_rules(client: LanguageClient):
+    open_document(client, POLICY)
+    await verified(client)
+    line = LINE["lab_local"]
+    insert = types.TextDocumentContentChangePartial(
+        range=types.Range(start=types.Position(line=line, character=0), end=types.Position(line=line, character=0)),
+        text="rule typo: allow from lab to labb\n# a comment\n")
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=2), content_changes=[insert]))
+    first = await published(client, lambda p: p.version == 2)
+    e101 = [d for d in first.diagnostics if d.code == "E101"]
+    assert [d.range.start for d in e101] == [types.Position(line=line, character=29)]
+    # The error stops verification; the earlier findings are withdrawn rather than shown stale.
+    assert not any(str(c).startswith("V") for c in codes(first))
+    fix = types.TextDocumentContentChangePartial(
+        range=types.Range(start=types.Position(line=line, character=29), end=types.Position(line=line, character=33)),
+        text="lab")
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=URI, version=3), content_changes=[fix]))
+    mended = await published(client, lambda p: p.version == 3)
+    assert "E101" not in codes(mended)
+    findings = await verified(client, 3)
+    shadowed = next(d for d in findings.diagnostics if d.code == "V301")
+    assert shadowed.range.start.line == LINE["no_ssh"] + 2  # the rule moved down two lines, and its finding too
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+@pytest.mark.asyncio
+async def test_a_killed_verifier_costs_one_result_not_the_server(client: LanguageClient):
+    import os
+    import signal
+
+    slow = generate(1000)
+    open_document(client, slow)
+    await published(client, lambda p: p.version == 1)
+    await asyncio.sleep(0.5)
+    server = client._server
+    assert server is not None
+    workers = [p for p in descendants(server.pid) if p not in descendants_direct(server.pid)]
+    assert workers, "the verifier runs in worker processes"
+    for pid in workers:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    await asyncio.sleep(0.5)  # the server notices before the next edit
+    change_document(client, slow.replace("default deny", "rule added: deny tcp from d1 to d2 port 9\ndefault deny"), 2)
+    final = await published(client, lambda p: p.version == 2 and any(str(c).startswith("V") for c in codes(p)),
+                            timeout=120)
+    assert final.version == 2
+    assert any("exited while verifying version 1" in m.message for m in client.log_messages)
+    line = next(i for i, ln in enumerate(slow.split("\n")) if ln.startswith("rule r900:"))
+    assert "domain `d" in await hover_text(client, pos(line, slow, " to d", 4))
+
+
+def descendants_direct(pid: int) -> list[int]:
+    return [p for p in descendants(pid) if _parent(p) == pid]
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None

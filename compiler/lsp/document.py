@@ -154,7 +154,7 @@ class FrontEnd:
     _decl_diagnostics: list[Diagnostic] = field(default_factory=list)
     _decl_offsets: list[int] = field(default_factory=list)
     _body: dict[str, tuple[Diagnostic, ...]] = field(default_factory=dict)  # chunk text -> diagnostics at offset 0
-    _cross: dict[str, tuple[Diagnostic, ...]] = field(default_factory=dict)  # from the last full check
+    _cross: dict[tuple[str, int], tuple[Diagnostic, ...]] = field(default_factory=dict)  # from the last full check
 
     def analyse(self, text: str, version: int | None = None, check_body: bool = True) -> Analysis:
         chunks = self._split(text)
@@ -187,6 +187,11 @@ class FrontEnd:
     def _check(self, chunks: list[Chunk], check_body: bool) -> list[Diagnostic]:
         decls = [c for c in chunks if c.parsed[0] is not None and not c.is_body]
         body = [c for c in chunks if c.is_body]
+        if not any(isinstance(c.parsed[0], ast.PolicyHeader) for c in decls):
+            # "no header" is reported at the first statement, whatever it is: check the whole file
+            # (a file without a header is being started or is broken; it is not the one to be fast on).
+            self._decl_key = None
+            return _checker_diagnostics([c.statement for c in chunks if c.parsed[0] is not None])  # type: ignore[misc]
         decl_key = tuple(c.parsed[0] for c in decls)  # statements, not text: blanks and comments do not count
         offsets = [c.offset for c in decls]
         if decl_key != self._decl_key:
@@ -201,9 +206,9 @@ class FrontEnd:
         if missing and check_body:
             self._check_body(decls, missing)
         out = list(self._decl_diagnostics)
-        for c in body:
+        for c, key in zip(body, _occurrence_keys(body)):
             out.extend(shift(self._body.get(c.text, ()), c.offset))
-            out.extend(shift(self._cross.get(c.text, ()), c.offset))
+            out.extend(shift(self._cross.get(key, ()), c.offset))
         self._body = {c.text: self._body[c.text] for c in body if c.text in self._body}
         return out
 
@@ -223,14 +228,27 @@ class FrontEnd:
 
     def remember_full_check(self, analysis: Analysis, diagnostics: Iterable[Diagnostic]) -> None:
         """Keep the cross-statement diagnostics of a full check of `analysis`, by chunk."""
-        cross: dict[str, list[Diagnostic]] = {}
+        body = [c for c in analysis.chunks if c.is_body]
+        keys = {id(c): key for c, key in zip(body, _occurrence_keys(body))}
+        cross: dict[tuple[str, int], list[Diagnostic]] = {}
         for d in diagnostics:
             if d.code not in CROSS_STATEMENT_CODES:
                 continue
             chunk = analysis.chunk_at_line(d.span.line)
             if chunk is not None and chunk.is_body:
-                cross.setdefault(chunk.text, []).append(shift(d, -chunk.offset))
+                cross.setdefault(keys[id(chunk)], []).append(shift(d, -chunk.offset))
         self._cross = {k: tuple(v) for k, v in cross.items()}
+
+
+def _occurrence_keys(chunks: list[Chunk]) -> list[tuple[str, int]]:
+    """(text, how many chunks before it have the same text): tells repeated statements apart."""
+    seen: dict[str, int] = {}
+    keys = []
+    for c in chunks:
+        n = seen.get(c.text, 0)
+        seen[c.text] = n + 1
+        keys.append((c.text, n))
+    return keys
 
 
 def _relocate(diag: Diagnostic, old: list[int], new: list[int]) -> Diagnostic:
