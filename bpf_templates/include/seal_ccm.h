@@ -6,8 +6,9 @@
  * contexts for the same key: one ecb(aes), one cbc(aes). The payload sits in
  * scratch->wire after CCM_WIRE_HEAD bytes the caller may use for its own
  * header, so header, payload and tag can leave as one contiguous buffer.
- * Lengths are bounded by CCM_MAX_AAD and CCM_MAX_PAYLOAD; every loop is
- * bounded by them. */
+ * Lengths are bounded by CCM_MAX_AAD and CCM_MAX_PAYLOAD. The work follows
+ * the payload's length: bpf_loop runs over the 16-byte blocks present (the
+ * verifier walks each callback once), and AES runs over exactly those. */
 #ifndef SEAL_CCM_H
 #define SEAL_CCM_H
 
@@ -51,13 +52,73 @@ struct ccm_scratch {
 
 #define CCM_PAYLOAD(s) (&(s)->wire[CCM_WIRE_HEAD])
 
-/* barrier_var() (libbpf) below hides a value from clang's range analysis: it
- * would otherwise drop a bound check it can prove redundant, and the
- * verifier, which cannot, needs it. */
+/* barrier_var() (libbpf) hides a value from clang's range analysis: it
+ * would otherwise drop a bound check it can prove redundant, or check a copy,
+ * and the verifier, which cannot see that, needs it on the register used. */
 
 static __always_inline __u64 ccm_blocks(__u32 len)
 {
 	return ((__u64)len + AES_BLOCK - 1) / AES_BLOCK;
+}
+
+/* The bpf_loop callbacks' context, on the caller's stack. */
+struct ccm_loop {
+	struct ccm_scratch *s;
+	__u64 mac_at;   /* mac_in offset of the payload's first block */
+	__u64 ctr0[2];  /* A_i without its counter: flags | nonce | 0 0 */
+};
+
+/* mac_in[mac_at + 16 i ..] = payload block i (zero padded past the length). */
+static int ccm_mac_block(__u32 i, void *data)
+{
+	struct ccm_loop *l = data;
+	struct ccm_scratch *s = l->s;
+	__u64 to = l->mac_at + (__u64)i * AES_BLOCK, from = CCM_WIRE_HEAD + (__u64)i * AES_BLOCK;
+
+	barrier_var(to);
+	barrier_var(from);
+	if (to > CCM_MAC_MAX - AES_BLOCK || from > CCM_WIRE_LEN - AES_BLOCK)
+		return 1;
+	__u64 *d = (__u64 *)&s->mac_in[to];
+	const __u64 *p = (const __u64 *)&s->wire[from];
+	d[0] = p[0];
+	d[1] = p[1];
+	return 0;
+}
+
+/* ctr[16 i ..] = A_i = flags | nonce | i (2 bytes, big endian). */
+static int ccm_ctr_block(__u32 i, void *data)
+{
+	struct ccm_loop *l = data;
+	struct ccm_scratch *s = l->s;
+	__u64 at = (__u64)i * AES_BLOCK;
+
+	barrier_var(at);
+	if (at > CCM_CTR_MAX - AES_BLOCK)
+		return 1;
+	__u64 *a = (__u64 *)&s->ctr[at];
+	a[0] = l->ctr0[0];
+	a[1] = l->ctr0[1];
+	s->ctr[at + AES_BLOCK - 2] = i >> 8;
+	s->ctr[at + AES_BLOCK - 1] = i & 0xff;
+	return 0;
+}
+
+/* payload block i ^= S_(i+1). */
+static int ccm_xor_block(__u32 i, void *data)
+{
+	struct ccm_scratch *s = ((struct ccm_loop *)data)->s;
+	__u64 p_at = CCM_WIRE_HEAD + (__u64)i * AES_BLOCK, k_at = ((__u64)i + 1) * AES_BLOCK;
+
+	barrier_var(p_at);
+	barrier_var(k_at);
+	if (p_at > CCM_WIRE_LEN - AES_BLOCK || k_at > CCM_CTR_MAX - AES_BLOCK)
+		return 1;
+	__u64 *p = (__u64 *)&s->wire[p_at];
+	const __u64 *k = (const __u64 *)&s->keystream[k_at];
+	p[0] ^= k[0];
+	p[1] ^= k[1];
+	return 0;
 }
 
 /* Zero the bytes after the payload up to the next block and beyond, so
@@ -97,14 +158,8 @@ static __always_inline int ccm_cbc_mac(struct ccm_scratch *s, struct bpf_crypto_
 		return -EINVAL;
 
 	/* The payload, zero padded to whole blocks, after the associated data. */
-	for (i = 0; i < CCM_PAYLOAD_BLOCKS; i++) {
-		__u32 at = mac_len + i * AES_BLOCK;
-		__u64 m = mask_lt(i, blocks);
-		__u64 *from = (__u64 *)&s->wire[CCM_WIRE_HEAD + i * AES_BLOCK];
-		__u64 *to = (__u64 *)&s->mac_in[at];
-		to[0] = from[0] & m;
-		to[1] = from[1] & m;
-	}
+	struct ccm_loop loop = { .s = s, .mac_at = mac_len };
+	bpf_loop(blocks, ccm_mac_block, &loop, 0);
 	mac_len += blocks * AES_BLOCK;
 	barrier_var(mac_len);
 	if (mac_len > CCM_MAC_MAX || mac_len < AES_BLOCK)
@@ -128,17 +183,14 @@ static __always_inline int ccm_keystream(struct ccm_scratch *s, struct bpf_crypt
 					 __u32 len)
 {
 	struct bpf_dynptr src, dst;
-	__u32 i;
+	struct ccm_loop loop = { .s = s };
+	__u8 *a0 = (__u8 *)loop.ctr0;
 
-	/* All counter blocks (cheaper than a bound the verifier must follow). */
-	for (i = 0; i <= CCM_PAYLOAD_BLOCKS; i++) {
-		__u8 *a = &s->ctr[i * AES_BLOCK];
-		a[0] = CCM_FLAGS_L;
-		for (__u32 j = 0; j < CCM_NONCE_LEN; j++)
-			a[1 + j] = nonce[j];
-		a[14] = i >> 8;
-		a[15] = i & 0xff;
-	}
+	/* A_0 .. A_blocks: the blocks present and A_0 for the tag. */
+	a0[0] = CCM_FLAGS_L;
+	for (__u32 j = 0; j < CCM_NONCE_LEN; j++)
+		a0[1 + j] = nonce[j];
+	bpf_loop(ccm_blocks(len) + 1, ccm_ctr_block, &loop, 0);
 	/* 64-bit, so the register checked is the register passed (no 32-bit copy). */
 	__u64 ctr_len = (ccm_blocks(len) + 1) * AES_BLOCK;
 	barrier_var(ctr_len);
@@ -149,18 +201,12 @@ static __always_inline int ccm_keystream(struct ccm_scratch *s, struct bpf_crypt
 	return bpf_crypto_encrypt(ecb, &src, &dst, NULL);
 }
 
-/* payload ^= S_1 | S_2 | ..., whole blocks (bytes past len are padding). */
+/* payload ^= S_1 | S_2 | ..., the blocks present (bytes past len are padding). */
 static __always_inline void ccm_xor(struct ccm_scratch *s, __u32 len)
 {
-	__u64 blocks = ccm_blocks(len);
+	struct ccm_loop loop = { .s = s };
 
-	for (__u32 i = 0; i < CCM_PAYLOAD_BLOCKS; i++) {
-		__u64 m = mask_lt(i, blocks);
-		__u64 *p = (__u64 *)&s->wire[CCM_WIRE_HEAD + i * AES_BLOCK];
-		__u64 *k = (__u64 *)&s->keystream[(i + 1) * AES_BLOCK];
-		p[0] ^= k[0] & m;
-		p[1] ^= k[1] & m;
-	}
+	bpf_loop(ccm_blocks(len), ccm_xor_block, &loop, 0);
 }
 
 /* Seal CCM_PAYLOAD(s)[0..len) in place; the tag goes to s->tag and right
