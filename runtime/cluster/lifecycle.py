@@ -31,7 +31,7 @@ from typing import Any, Iterator, Protocol
 
 from sealnet.compiler.frontend import load_policy
 from sealnet.compiler.ir import Policy, TeeKind
-from sealnet.contracts.errors import UserError
+from sealnet.contracts.errors import OsCallError, UserError
 from sealnet.runtime import node
 from sealnet.runtime.cluster import topology
 from sealnet.runtime.cluster.state import ClusterState, Process
@@ -233,14 +233,20 @@ def up(policy_path: str, nodes_per_domain: int, state_dir: str, *, key_source: s
     if policy is None:
         first = next((d for d in diagnostics), None)
         raise ClusterError(f"{policy_path}: the policy has errors" + (f": {first}" if first else ""))
+    cluster_id = secrets.token_hex(4)
+    try:
+        layout = topology.plan(policy, nodes_per_domain, cluster_id)
+    except topology.TopologyError as exc:
+        raise ClusterError(f"{policy_path}: {exc}") from None
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
-    state = ClusterState(state_dir, os.path.abspath(policy_path), secrets.token_hex(4), nodes_per_domain, key_source)
-    state.layout = topology.plan(policy, nodes_per_domain, state.cluster_id)
+    state = ClusterState(state_dir, os.path.abspath(policy_path), cluster_id, nodes_per_domain, key_source, layout)
     state.save()
     try:
         _up(state, policy, observer, timeout)
-    except BaseException:
+    except BaseException as exc:
         down(state_dir, keep_logs=True)  # the logs say why
+        if isinstance(exc, OsCallError):
+            raise ClusterError(f"cluster up: {exc}") from None
         raise
     state.complete = True
     state.save()

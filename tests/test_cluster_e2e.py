@@ -1,0 +1,221 @@
+"""`sealnet cluster` end to end: up, a sealed Dask workflow across the domains
+with the wan capture audited, denied flows dropped and counted, faults in the
+middle of the workflow, down leaving nothing; the CLI's refusals."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from sealnet.compiler.frontend import load_policy
+from sealnet.runtime import netns, node
+from sealnet.runtime.cluster import capture, lifecycle, topology
+from sealnet.runtime.cluster.state import ClusterState
+from sealnet.runtime.seal_keys import load_key_file
+
+ROOT = Path(__file__).resolve().parent.parent
+POLICY = ROOT / "examples" / "genomics.policy"
+SEALNET = str(Path(sys.executable).parent / "sealnet")
+
+
+def _sealnet(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SEALNET, *args], capture_output=True, text=True, timeout=timeout)
+
+
+# --------------------------------------------------------------------------- refusals (no kernel needed)
+
+
+def test_status_and_down_of_an_empty_state_directory(tmp_path: Path) -> None:
+    proc = _sealnet("cluster", "status", "--state", str(tmp_path))
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"sealnet: error: {tmp_path}: no cluster recorded here " \
+                                  f"(sealnet cluster up ... --state {tmp_path})"
+    proc = _sealnet("cluster", "down", "--state", str(tmp_path))
+    assert proc.returncode == 0 and "0 namespaces removed" in proc.stdout
+
+
+def test_up_refuses_a_broken_policy_and_changes_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.policy"
+    bad.write_text('policy "x" version 1\ndomain a { tee sim; nodes 198.18.0.0/24 }\nrule r: seal from a to nowhere\n')
+    proc = _sealnet("cluster", "up", str(bad), "--state", str(tmp_path / "state"))
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"sealnet: error: {bad}: the policy has errors")
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "state").exists()
+
+
+def test_up_refuses_more_nodes_than_a_domain_holds(tmp_path: Path) -> None:
+    proc = _sealnet("cluster", "up", str(POLICY), "--nodes", "300", "--state", str(tmp_path / "s"))
+    assert proc.returncode == 1 and "fewer than 300 nodes" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --------------------------------------------------------------------------- the cluster
+
+
+genomics_dask: Any = None
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[ClusterState]:
+    global genomics_dask
+    pytest.importorskip("distributed", reason="needs the 'demo' extra")
+    sys.path.insert(0, str(ROOT / "scripts"))
+    genomics_dask = importlib.import_module("genomics_dask")
+    state_dir = str(tmp_path / "cluster")
+    try:
+        proc = _sealnet("cluster", "up", str(POLICY), "--nodes", "2", "--state", state_dir, "--format", "json")
+        assert proc.returncode == 0, proc.stderr
+        up = json.loads(proc.stdout)
+        assert set(up["phases_s"]) == {"bundle", "topology", "keys", "nodes"}
+        state = ClusterState.load(state_dir)
+        assert state is not None and state.complete
+        yield state
+    finally:
+        state = ClusterState.load(state_dir)
+        cluster_id = state.cluster_id if state else None
+        proc = _sealnet("cluster", "down", "--state", state_dir)
+        assert proc.returncode == 0, proc.stderr
+        if cluster_id:
+            # Nothing left: no namespace, no pin, no node state, no state directory.
+            assert topology.cluster_namespaces(cluster_id) == []
+            prefix = f"{topology.NAME_PREFIX}{cluster_id}-"
+            for root in (node.PIN_ROOT, node.STATE_DIR):
+                if os.path.isdir(root):
+                    assert [n for n in os.listdir(root) if n.startswith(prefix)] == []
+        assert not os.path.exists(state_dir)
+
+
+def _connect(ns: str, address: str, port: int) -> str:
+    def attempt() -> str:
+        try:
+            with socket.create_connection((address, port), timeout=1.0):
+                return "connected"
+        except OSError as exc:
+            return type(exc).__name__
+
+    return netns.run_in_netns(ns, attempt)
+
+
+def _rules(state: ClusterState, host: str) -> dict[tuple[str, str], int]:
+    proc = _sealnet("cluster", "status", "--state", state.directory, "--format", "json")
+    doc = json.loads(proc.stdout)
+    for h in doc["hosts"]:
+        if h["name"] == host:
+            assert "counters" in h["data_plane"], h["data_plane"]
+            return {(r["direction"], r["name"]): r["packets"] for r in h["data_plane"]["counters"]["rules"]}
+    raise KeyError(host)
+
+
+def _policy():
+    policy, _ = load_policy(str(POLICY))
+    assert policy is not None
+    return policy
+
+
+@pytest.mark.kernel
+def test_sealed_workflow_denied_flows_and_a_clean_wan(cluster: ClusterState, tmp_path: Path) -> None:
+    layout = cluster.layout
+    assert layout is not None
+    policy = _policy()
+    status = json.loads(_sealnet("cluster", "status", "--state", cluster.directory, "--format", "json").stdout)
+    agents = [h for h in status["hosts"] if h["processes"]]
+    assert len(agents) == 4 and all(p["running"] for h in agents for p in h["processes"])
+    assert all(h["data_plane"]["sealing"] for h in agents)
+    assert all(not h["processes"] for h in status["hosts"] if h["domain"] == "public")
+
+    wan = capture.WanCapture(layout, str(tmp_path / "wan.pcap"))
+    deployment = genomics_dask.deploy(layout, policy, tmp_path / "dask")
+    try:
+        result = deployment.run(samples=4, reads=500, timeout=90)
+    finally:
+        deployment.stop()
+        wan.stop()
+    assert result["checked"] is True, result
+
+    keys = [load_key_file(str(p)) for p in Path(cluster.directory, "keys").glob("*.keys")]
+    reference = genomics_dask.make_reference(7)
+    markers = [reference[i : i + 24] for i in range(0, len(reference) - 24, 997)]
+    audit = capture.audit(capture.read_pcap(wan.path), policy, keys, markers)
+    tee = {"hospital->lab", "lab->hospital"}
+    assert audit.total("sealed", tee) > 100
+    assert audit.total("plaintext", tee) == audit.total("empty", tee) == audit.total("forged", tee) == 0
+    assert audit.raw_marker_hits == 0 and audit.opened_marker_hits > 0
+
+    # A public node (no TEE, no agent) cannot reach the hospital's scheduler:
+    # the hospital node drops it on ingress under the default rule.
+    hospital = layout.host("hospital-n1")
+    before = _rules(cluster, hospital.name)
+    assert _connect(layout.host("public-n1").netns, hospital.address, 7002) != "connected"
+    after = _rules(cluster, hospital.name)
+    assert after[("ingress", "default")] > before.get(("ingress", "default"), 0)
+    # The lab may not open the hospital's ssh: dropped on the lab's egress.
+    lab = layout.host("lab-n1")
+    before = _rules(cluster, lab.name)
+    assert _connect(lab.netns, hospital.address, 22) != "connected"
+    assert _rules(cluster, lab.name)[("egress", "default")] > before.get(("egress", "default"), 0)
+
+
+@pytest.mark.kernel
+def test_faults_mid_workflow_fail_closed_and_recover(cluster: ClusterState, tmp_path: Path) -> None:
+    """kill -9 of a lab node's agent: its data plane keeps enforcing with the
+    keys already installed, so the workflow completes. The wan path to a lab
+    node cut for 3.5 s in the middle of a run: TCP waits, nothing is sent in
+    the clear, the run completes with the right result."""
+    layout = cluster.layout
+    assert layout is not None
+    policy = _policy()
+    agent = next(p for p in cluster.processes if p.host == "lab-n1")
+    os.kill(agent.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while lifecycle.alive(agent) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not lifecycle.alive(agent)
+    assert node.read_state("eth0", layout.host("lab-n1").netns).sealing
+
+    wan = capture.WanCapture(layout, str(tmp_path / "wan.pcap"))
+    deployment = genomics_dask.deploy(layout, policy, tmp_path / "dask")
+    lab2 = layout.host("lab-n2")
+    cut = threading.Event()
+
+    def cut_link() -> None:
+        # The wan drops everything addressed to lab-n2 for 3.5 s (a blackhole
+        # route: silent loss, like a cut link), then routes it again.
+        time.sleep(1.5)  # the client starts, connects and submits while the path is cut
+        route = {"dst": f"{lab2.address}/32"}
+        with netns.iproute(layout.wan_netns) as ipr:
+            ipr.route("replace", **route, type="blackhole")
+            cut.set()
+            time.sleep(3.5)
+            ipr.route("replace", **route, oif=lab2.wan_ifindex, scope=253)
+
+    cutter = threading.Thread(target=cut_link, daemon=True)
+    try:
+        # A first run with every worker registered, then the cut in the middle of a second.
+        assert deployment.run(samples=2, reads=200, timeout=60, check=False)["samples"] == 2
+        cutter.start()
+        result = deployment.run(samples=6, reads=1500, timeout=120)
+    finally:
+        cutter.join(10)
+        deployment.stop()
+        wan.stop()
+    assert cut.is_set()
+    assert result["checked"] is True, result
+    keys = [load_key_file(str(p)) for p in Path(cluster.directory, "keys").glob("*.keys")]
+    audit = capture.audit(capture.read_pcap(wan.path), policy, keys)
+    tee = {"hospital->lab", "lab->hospital"}
+    assert audit.total("sealed", tee) > 100
+    assert audit.total("plaintext", tee) == audit.total("empty", tee) == audit.total("forged", tee) == 0
+    # status reports the dead agent and fails.
+    proc = _sealnet("cluster", "status", "--state", cluster.directory)
+    assert proc.returncode == 1 and "NOT RUNNING" in proc.stdout
