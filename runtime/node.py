@@ -51,6 +51,11 @@ TC_HANDLE = 1
 PINNED_MAPS = abi.COUNTER_MAPS
 REPLAY_MAP = abi.SEAL_REPLAY_MAP  # carried from load to load: replay protection survives a reload
 SEAL_PINNED_MAPS = abi.SEAL_INSTALL_MAPS + (REPLAY_MAP,)
+# Maps user space has no reason to write after load: frozen (BPF_MAP_FREEZE), so no process,
+# root included, rewrites a counter, a key slot or the scratch through a pin; the programs still
+# write them. seal_tx, seal_config, seal_seq and seal_replay stay writable: rotation, sequence
+# renewal and the end of a grace period write them.
+FROZEN_MAPS = abi.COUNTER_MAPS + (abi.SEAL_KEYS_MAP, abi.SEAL_SCRATCH_MAP)
 
 
 class NodeError(Exception):
@@ -317,6 +322,10 @@ def load_object(object_bytes: bytes, *, iface: str, netns: str | None, measureme
                     assert sender is not None
                     seal_keys.install(handles, keys, domain_ids or {}, sender=sender, ledger_dir=DURABLE_DIR,
                                       path=keys_path)
+                names = {m.name for m in obj.maps()}
+                for name in FROZEN_MAPS:
+                    if name in names:
+                        obj.map(name).freeze()
                 pin_dir = _pin_dir_of(iface, netns, programs[EGRESS].info().id)
                 os.makedirs(pin_dir, mode=0o700)
                 for name in PINNED_MAPS + (SEAL_PINNED_MAPS if handles else ()):
