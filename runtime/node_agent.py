@@ -19,7 +19,9 @@ Logs are JSON lines on stderr, one event each, never a key.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import ipaddress
 import json
 import os
 import signal
@@ -36,7 +38,11 @@ from sealnet.contracts.bundle import BundleError, VerifiedBundle, load_bundle
 from sealnet.contracts.errors import UserError
 from sealnet.contracts.libbpf import Map, get_pinned
 from sealnet.contracts.signing import load_public
-from sealnet.runtime import node, node_metrics, nonce_ledger, seal_keys
+from sealnet.runtime import control_client, node, node_metrics, nonce_ledger, seal_keys
+from sealnet.runtime.attest import sim
+from sealnet.runtime.attest.evidence import EvidenceError
+from sealnet.runtime.attest.tsm import TsmAttester
+from sealnet.runtime.attest.verifier import VerifierConfig
 from sealnet.runtime.node_files import NodeFileError, read_bounded
 
 MAX_BUNDLE_BYTES = 256 << 20  # two 64 MiB sections, a header and a signature fit with room
@@ -119,6 +125,67 @@ class FileSource:
         return False
 
 
+class ControlSource:
+    """The bundle from files (verified as above); keys from the domain's control plane over MAKE.
+
+    The node's domain is the one whose `nodes` hold the interface's address. Keys are fetched again
+    every half epoch period (the control plane announces the next epoch a full period ahead, so the
+    node holds it before anyone sends with it). When the control plane is away or refuses, the node
+    keeps what it has: without keys, seal traffic is dropped, never sent in clear.
+    """
+
+    RETRY_SECONDS = 5.0
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.next_refresh = 0.0
+        try:
+            if config.sim_platform:
+                launch = config.sim_launch or ""
+                if not launch.startswith("sha384:") or len(launch) != 7 + 96:
+                    raise UserError("--sim-launch: required with --sim-platform, as sha384:<96 hex digits>")
+                self.attester = sim.load_platform(config.sim_platform, bytes.fromhex(launch[7:])).attest
+            else:
+                self.attester = TsmAttester().attest
+            trusted = set()
+            for path in config.allow_sim:
+                trusted.add(sim.public_fingerprint(sim.load_public(read_bounded(path, 1 << 16, "key"), path)))
+        except (EvidenceError, NodeFileError, ValueError) as exc:
+            raise UserError(str(exc)) from None
+        self.verifier = VerifierConfig(sim_platforms=frozenset(trusted))
+
+    def _domain(self, manifest: dict[str, Any]) -> str:
+        address = ipaddress.IPv4Address(node.node_address(self.config.iface, self.config.netns))
+        for d in manifest.get("domains", []):
+            if any(address in ipaddress.ip_network(n, strict=False) for n in d.get("nodes", [])):
+                return str(d["name"])
+        raise UserError(f"{self.config.iface}: address {address} is in no domain of the bundle's policy")
+
+    def desired(self) -> Desired:
+        cfg = self.config
+        verified, signer = verified_bundle(cfg.bundle or "", cfg.trust or "")
+        domain = self._domain(verified.manifest)
+        try:
+            release = asyncio.run(control_client.attest(
+                cfg.control or "", domain=domain, manifest=verified.manifest,
+                bundle_measurement=verified.measurement, attester=self.attester, verifier=self.verifier))
+        except control_client.ControlError as exc:
+            log("control_plane_refused" if exc.code != "unreachable" else "control_plane_unreachable",
+                iface=cfg.iface, code=exc.code, error=str(exc))
+            self.next_refresh = time.monotonic() + self.RETRY_SECONDS
+            return Desired(verified, signer, None, "<control plane>", "")
+        keys_doc = release.payload["keys"]
+        digest = hashlib.sha256(json.dumps(keys_doc["pairs"], sort_keys=True).encode()).hexdigest()
+        self.next_refresh = time.monotonic() + max(1.0, float(release.payload.get("period", 3600)) / 2)
+        log("control_plane_release", iface=cfg.iface, domain=domain, epoch=release.payload.get("epoch"),
+            simulated=release.simulated, missing=release.payload.get("missing"))
+        return Desired(verified, signer, release.key_file(), "<control plane>", digest)
+
+    def wait(self, timeout: float) -> bool:
+        time.sleep(timeout)
+        return time.monotonic() >= self.next_refresh
+
+
 # --------------------------------------------------------------------- the agent
 
 
@@ -133,6 +200,9 @@ class AgentConfig:
     metrics: str | None = None
     grace: float = 30.0
     allow_loose_key_permissions: bool = False
+    sim_platform: str | None = None  # with --control: attest with a SIMULATED platform key (labs)
+    sim_launch: str | None = None
+    allow_sim: tuple[str, ...] = ()  # with --control: trust a control plane's SIMULATED platform key
 
 
 class Agent:
@@ -231,10 +301,12 @@ class Agent:
 
 
 def run(config: AgentConfig) -> int:
-    if config.control:
-        raise UserError(f"--control {config.control}: this agent has no control plane client yet; "
-                        f"use --bundle/--trust/--keys")
-    agent = Agent(config, FileSource(config.bundle, config.trust, config.keys, config.allow_loose_key_permissions))
+    if config.control and (config.keys or not config.bundle):
+        raise UserError(f"--control {config.control}: takes the keys from the control plane; "
+                        f"give --bundle and --trust, not --keys")
+    source: Source = ControlSource(config) if config.control else \
+        FileSource(config.bundle, config.trust, config.keys, config.allow_loose_key_permissions)
+    agent = Agent(config, source)
     signal.signal(signal.SIGTERM, lambda *_: agent.stop.set())
     signal.signal(signal.SIGINT, lambda *_: agent.stop.set())
     signal.signal(signal.SIGHUP, lambda *_: agent.reload.set())

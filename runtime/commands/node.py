@@ -64,7 +64,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--bundle", metavar="BUNDLE", help="bundle to load at start and on SIGHUP")
     run.add_argument("--trust", metavar="PUBKEY", help="the policy authority's public key (with --bundle)")
     run.add_argument("--keys", metavar="FILE", help="static keys, re-read on SIGHUP")
-    run.add_argument("--control", metavar="URL", help="the control plane to take bundles and keys from")
+    run.add_argument("--control", metavar="URL", help="the control plane to take keys from (MAKE, docs/make.md)")
+    run.add_argument("--sim-platform", metavar="KEY", help="with --control: attest with a SIMULATED platform key")
+    run.add_argument("--sim-launch", metavar="sha384:HEX", help="the launch measurement the simulated platform reports")
+    run.add_argument("--allow-sim", metavar="PUBKEY", action="append", default=[],
+                     help="with --control: trust a control plane's SIMULATED platform key (labs only)")
     run.add_argument("--metrics", metavar="ADDR", help="also serve Prometheus metrics on HOST:PORT")
     run.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
                      help="how long the previous key epoch stays accepted after a rotation")
@@ -191,7 +195,8 @@ def run_service(args: argparse.Namespace) -> int:
     return int(_one_line("", lambda: node_agent.run(node_agent.AgentConfig(
         iface=args.iface, netns=args.netns, bundle=args.bundle, trust=args.trust, keys=args.keys,
         control=args.control, metrics=args.metrics, grace=args.grace,
-        allow_loose_key_permissions=args.allow_loose_key_permissions))))
+        allow_loose_key_permissions=args.allow_loose_key_permissions, sim_platform=args.sim_platform,
+        sim_launch=args.sim_launch, allow_sim=tuple(args.allow_sim)))))
 
 
 def run_metrics(args: argparse.Namespace) -> int:
