@@ -30,6 +30,10 @@ SNIPPETS = [
     "assert never from any to 198.18.9.0/24",
     "# a comment",
     "",
+    "rule stages: seal tcp from genomics.ingest to align",
+    "rule stage_typo: allow from genomics.ingestt to report",
+    "assert reachable tcp from ingest to genomics.align",
+    "workflow genomics { ingest: hospital port 7000; align: lab port 7001; ingest -> align tcp }",
     "rule broken: allow from",
     "default allow",
 ]

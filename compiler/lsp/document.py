@@ -213,18 +213,18 @@ class FrontEnd:
         return out
 
     def _check_body(self, decls: list[Chunk], missing: list[Chunk]) -> None:
-        """Check new rules and assertions against the declarations, all in one call."""
-        statements = [c.statement for c in decls] + [c.statement for c in missing]
-        found = set(_checker_diagnostics(statements)) - set(self._decl_diagnostics)  # type: ignore[arg-type]
+        """Check new rules and assertions against the declarations they need, all in one call."""
+        statements = [c.statement for c in _needed(decls, missing)] + [c.statement for c in missing]
+        found = _checker_diagnostics(statements)  # type: ignore[arg-type]
         ordered = sorted(missing, key=lambda c: c.offset)
         starts = [c.first_line for c in ordered]
         per_chunk: dict[str, list[Diagnostic]] = {c.text: [] for c in ordered}
         for d in found:
             i = bisect.bisect_right(starts, d.span.line) - 1
-            if i >= 0 and d.code not in CROSS_STATEMENT_CODES:
+            if i >= 0 and d.span.line <= ordered[i].last_line and d.code not in CROSS_STATEMENT_CODES:
                 per_chunk[ordered[i].text].append(shift(d, -ordered[i].offset))
         for text, diags in per_chunk.items():
-            self._body[text] = tuple(sorted(diags, key=lambda d: (d.span.line, d.span.column, d.code)))
+            self._body[text] = tuple(sorted(set(diags), key=lambda d: (d.span.line, d.span.column, d.code)))
 
     def remember_full_check(self, analysis: Analysis, diagnostics: Iterable[Diagnostic]) -> None:
         """Keep the cross-statement diagnostics of a full check of `analysis`, by chunk."""
@@ -238,6 +238,44 @@ class FrontEnd:
             if chunk is not None and chunk.is_body:
                 cross.setdefault(keys[id(chunk)], []).append(shift(d, -chunk.offset))
         self._cross = {k: tuple(v) for k, v in cross.items()}
+
+
+def _needed(decls: list[Chunk], body: list[Chunk]) -> list[Chunk]:
+    """The declarations that decide what the body statements' names mean.
+
+    Workflows are the costly declarations to check (every flow's match), and a
+    rule names few of them: keep the workflows its names resolve into. A name
+    that resolves to nothing keeps them all, since the checker's suggestion
+    ("did you mean") looks at every name.
+    """
+    domains: set[str] = set()
+    stages: dict[str, set[str]] = {}
+    for c in decls:
+        stmt = c.parsed[0]
+        if isinstance(stmt, ast.DomainDecl):
+            domains.add(stmt.name.name)
+        elif isinstance(stmt, ast.WorkflowDecl):
+            for item in stmt.items:
+                if isinstance(item, ast.StageDecl):
+                    stages.setdefault(item.name.name, set()).add(stmt.name.name)
+    workflows: set[str] = set()
+    for c in body:
+        stmt = c.parsed[0]
+        for endpoint in (stmt.src, stmt.dst):  # type: ignore[union-attr]
+            for atom in endpoint.atoms:
+                if atom.kind != "ref":
+                    continue
+                parts = atom.text.split(".")
+                if len(parts) == 2 and parts[0] in stages.get(parts[1], ()):
+                    workflows.add(parts[0])
+                elif len(parts) == 1 and parts[0] in domains:
+                    continue
+                elif len(parts) == 1 and parts[0] in stages:
+                    workflows |= stages[parts[0]]
+                else:
+                    return decls
+    return [c for c in decls
+            if not isinstance(c.parsed[0], ast.WorkflowDecl) or c.parsed[0].name.name in workflows]
 
 
 def _occurrence_keys(chunks: list[Chunk]) -> list[tuple[str, int]]:
