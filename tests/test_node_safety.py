@@ -577,3 +577,82 @@ def test_finding_12_counters_and_key_slots_cannot_be_written_through_the_pins(to
                     m.update(bytes(4), bytes(m.lookup_size))
     finally:
         node.unload(veth.a, ns_a, open_sealed_flows=True)
+
+
+# ------------------------------------------------------------------ the agent as a service
+
+
+class Agent:
+    """`sealnet node run` in a subprocess, its JSON log lines collected as they come."""
+
+    def __init__(self, lab: Lab, *args: str) -> None:
+        self.proc = subprocess.Popen([*SEALNET, "node", "run", *args], env=lab.env(), stderr=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL, text=True)
+        self.events: list[dict[str, object]] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            try:
+                self.events.append(json.loads(line))
+            except ValueError:
+                self.events.append({"event": "not-json", "line": line})
+
+    def wait_for(self, event: str, after: int = 0, seconds: float = 60) -> dict[str, object]:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for e in self.events[after:]:
+                if e.get("event") == event:
+                    return e
+            assert self.proc.poll() is None, self.events
+            time.sleep(0.1)
+        raise AssertionError(f"no {event} in {self.events}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(15)
+        try:
+            return self.proc.wait(timeout=20)
+        finally:
+            self.reader.join(timeout=5)
+
+
+@pytest.mark.kernel
+def test_node_run_loads_rotates_on_sighup_stops_on_sigterm_and_is_adopted_on_restart(topology, lab) -> None:
+    ns_a, ns_b, veth = topology.pair("198.18.0.0/30")
+    args = ["--iface", veth.a, "--netns", ns_a, "--bundle", str(lab.bundles[1]), "--trust", f"{lab.auth}.pub",
+            "--keys", str(lab.keys), "--grace", "1"]
+    agent = Agent(lab, *args)
+    try:
+        loaded = agent.wait_for("loaded")
+        assert loaded["policy"] == "safety version 1" and lab.key.hex() not in json.dumps(agent.events)
+        assert None not in node.attached_program_ids(veth.a, ns_a).values()
+        # Rotation on SIGHUP: receive keys first, then send; the previous epoch goes after the grace.
+        lab.keys.write_text(key_file_text(None, {("a", "b"): {"current": (4, pair_key()), "next": (5, pair_key())}}))
+        mark = len(agent.events)
+        agent.proc.send_signal(1)
+        rotated = agent.wait_for("keys_installed", mark)
+        assert rotated["epochs"] == {"a->b": 4, "b->a": 4}
+        agent.wait_for("grace_ended", mark)
+        # A bad key file on SIGHUP is refused; the running data plane stays as it is.
+        lab.keys.write_text("{broken")
+        mark = len(agent.events)
+        agent.proc.send_signal(1)
+        assert "not JSON" in str(agent.wait_for("reload_refused", mark)["error"])
+        running = node.attached_program_ids(veth.a, ns_a)
+    finally:
+        code = agent.stop()
+    assert code == 0 and agent.events[-1]["event"] == "stopped"
+    assert node.attached_program_ids(veth.a, ns_a) == running  # SIGTERM leaves the data plane enforcing
+    lab.keys.write_text(key_file_text(None, {("a", "b"): {"current": (4, pair_key())}}))
+    again = Agent(lab, *args)
+    try:
+        adopted = again.wait_for("adopted")
+        assert adopted["enforcing"] is True
+        time.sleep(1.5)
+        assert not any(e.get("event") == "loaded" for e in again.events)  # same measurement: no reload
+    finally:
+        assert again.stop() == 0
+        node.unload(veth.a, ns_a, open_sealed_flows=True)
