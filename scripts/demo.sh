@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The main demo: lint, format-check, explain and verify every example policy,
-# then show a semantic diff between two versions of one.
+# The main demo: the genomics federation as a cluster of namespaces running a
+# real Dask workflow over sealed links (scripts/demo_cluster.py), then the
+# policy walkthrough: lint, format-check, explain and verify every example
+# policy, and a semantic diff between two versions of one.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 policyc=.venv/bin/policyc
@@ -12,6 +14,15 @@ if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
   step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 else
   step() { printf '\n== %s\n' "$*"; }
+fi
+
+if [ "${SEALNET_DEMO_SKIP_CLUSTER:-0}" != 1 ]; then
+  step "the genomics federation on this machine: a Dask workflow across sealed domains"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "demo: the cluster needs root (namespaces, BPF); skipping it (SEALNET_DEMO_SKIP_CLUSTER=1 hides this)" >&2
+  else
+    .venv/bin/python scripts/demo_cluster.py
+  fi
 fi
 
 step "lint (syntax, semantic checks and the Z3 verifier)"
