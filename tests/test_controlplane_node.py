@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ import pytest
 
 from cp_lab import LAUNCH_TEXT
 from sealnet.compiler.cli import main as policyc
+from sealnet.runtime.netns import run_in_netns
 
 pytestmark = pytest.mark.kernel
 
@@ -106,3 +108,103 @@ def test_node_run_takes_its_keys_from_the_control_plane(topology, tmp_path, acce
             assert not os.path.exists(f"/sys/fs/bpf/sealnet/{ns_a}--{veth.a}")
         cp.send_signal(signal.SIGTERM)
         cp.wait(30)
+
+
+FEDERATED = POLICY.replace('measurement "%s" }' % LAUNCH_TEXT, 'measurement "%s"; control 127.0.0.1:7444 }' % LAUNCH_TEXT)
+
+
+def _bound(port: int) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", port))
+    return s
+
+
+def _send(dst: str, port: int, count: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for i in range(count):
+            s.sendto(b"federated %d" % i, (dst, port))
+
+
+def _exchange(ns_from: str, ns_to: str, dst: str, count: int = 20) -> list[bytes]:
+    """The payloads that arrive at dst:7000 from `count` datagrams (bounded in time)."""
+    rx = run_in_netns(ns_to, _bound, 7000)
+    try:
+        run_in_netns(ns_from, _send, dst, 7000, count)
+        rx.settimeout(0.5)
+        got = []
+        for _ in range(count):
+            try:
+                got.append(rx.recv(2048))
+            except socket.timeout:
+                break
+        return got
+    finally:
+        rx.close()
+
+
+def _audit(db: Path) -> list[dict]:
+    out = subprocess.run([SEALNET, "controlplane", "audit", "--db", str(db), "--format", "json"],
+                         capture_output=True, text=True)
+    return json.loads(out.stdout)["rows"] if out.returncode == 0 else []
+
+
+def test_two_domains_with_federated_control_planes_seal_end_to_end(topology, tmp_path) -> None:
+    """Keys agreed between two domains' control planes, released to one attested node each: sealed UDP
+    flows both ways over the veth, and the wire never carries the plaintext."""
+    ns_a, ns_b, veth = topology.pair("198.18.0.0/30")
+    d = tmp_path
+    (d / "p.policy").write_text(FEDERATED)
+    assert policyc(["keygen", str(d / "auth")]) == 0
+    assert policyc(["compile", str(d / "p.policy"), "-o", str(d / "p.bundle"), "--sign-key", str(d / "auth")]) == 0
+    for name in ("cpa", "cpb", "node"):
+        subprocess.run([SEALNET, "attest", "sim-keygen", str(d / name)], check=True, capture_output=True)
+    trust = [x for n in ("cpa", "cpb", "node") for x in ("--allow-sim", str(d / f"{n}.pub"))]
+    procs: list[subprocess.Popen] = []
+    loaded: list[tuple[str, str, dict]] = []
+
+    def serve(domain: str, *extra: str) -> str:
+        p = subprocess.Popen([SEALNET, "controlplane", "serve", "--bundle", str(d / "p.bundle"), "--trust",
+                              str(d / "auth.pub"), "--domain", domain, "--db", str(d / f"{domain}.db"), "--listen",
+                              "127.0.0.1:0", "--sim-platform", str(d / f"cp{domain}"), "--sim-launch", LAUNCH_TEXT,
+                              "--epoch-seconds", "120", *trust, *extra],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        procs.append(p)
+        line = _wait_line(p, "stdout", lambda s: s.startswith("serving"))[-1]
+        return "http://" + line.split(" on ")[1].split(" ")[0].rstrip(";")
+
+    def agent(iface: str, ns: str, url: str) -> None:
+        env = {**os.environ, "SEALNET_STATE_DIR": str(d / f"run-{ns}"), "SEALNET_LIB_DIR": str(d / f"lib-{ns}")}
+        p = subprocess.Popen([SEALNET, "node", "run", "--iface", iface, "--netns", ns, "--bundle", str(d / "p.bundle"),
+                              "--trust", str(d / "auth.pub"), "--control", url, "--sim-platform", str(d / "node"),
+                              "--sim-launch", LAUNCH_TEXT, *trust],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        procs.append(p)
+        lines = _wait_line(p, "stderr", lambda s: _event(s) == "loaded")
+        release = [json.loads(x) for x in lines if _event(x) == "control_plane_release"]
+        assert release and release[0]["missing"] == [], lines
+        loaded.append((iface, ns, env))
+
+    try:
+        url_a = serve("a")
+        url_b = serve("b", "--peer", f"a={url_a}")
+        deadline = time.monotonic() + 30
+        while not any(r["event"] == "federate" and r["code"] == "ok" for r in _audit(d / "b.db")):
+            assert time.monotonic() < deadline, _audit(d / "b.db")
+            time.sleep(0.2)
+        agent(veth.a, ns_a, url_a)
+        # b runs no data plane yet: what reaches its socket is a's seal, never the plaintext
+        early = _exchange(ns_a, ns_b, "198.18.0.2")
+        assert early and not any(b"federated" in p for p in early)
+        agent(veth.b, ns_b, url_b)
+        plain = [b"federated %d" % i for i in range(20)]
+        assert sorted(_exchange(ns_a, ns_b, "198.18.0.2")) == sorted(plain)
+        assert sorted(_exchange(ns_b, ns_a, "198.18.0.1")) == sorted(plain)
+        releases = [r for db in ("a", "b") for r in _audit(d / f"{db}.db") if r["event"] == "release"]
+        assert len(releases) >= 2 and all(r["detail"]["simulated"] for r in releases)
+    finally:
+        for p in reversed(procs):
+            p.send_signal(signal.SIGTERM)
+            p.wait(30)
+        for iface, ns, env in loaded:
+            subprocess.run([SEALNET, "node", "unload", "--iface", iface, "--netns", ns, "--open-sealed-flows"],
+                           capture_output=True, env=env)
