@@ -7,6 +7,7 @@ from typing import Any
 
 from sealnet.compiler.diagnostics import Diagnostic, Note, Severity
 from sealnet.compiler.ir import Packet, Span
+from sealnet.compiler.solving import Status
 
 # Stable diagnostic codes of the verifier's findings (docs/diagnostics.md).
 CODES = {
@@ -20,6 +21,7 @@ CODES = {
     "over-permissive": "V312",
     "decision-changed": "V320",
 }
+UNDECIDED_CODE = "V330"
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,37 @@ class Proved:
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "text": self.text, "file": self.span.file,
                 "line": self.span.line, "column": self.span.column}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The answer to one property the verifier was asked about.
+
+    kind: "assert sealed" | "assert never" | "assert reachable" | "flow" for
+    the properties a policy states; "rule" (a rule's anomaly checks) and
+    "least-privilege" (one domain pair) appear only when undecided.
+    status: proved, refuted (then `witness` breaks it, re-checked by the
+    reference semantics) or unknown (then `reason`: timeout, resource limit,
+    total budget exhausted). Unknown is never a pass.
+    """
+
+    kind: str
+    text: str
+    span: Span
+    status: Status
+    witness: Packet | None = None
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "text": self.text, "status": self.status.value,
+                "file": self.span.file, "line": self.span.line, "column": self.span.column,
+                "witness": self.witness.to_json() if self.witness else None, "reason": self.reason}
+
+    def to_diagnostic(self) -> Diagnostic:
+        """Only for unknown outcomes: the property could not be decided (an error: it fails)."""
+        return Diagnostic(Severity.ERROR, UNDECIDED_CODE,
+                          f"could not decide {self.kind} `{self.text}`: {self.reason}", self.span,
+                          "raise --timeout or --budget, or split the policy")
 
 
 def findings_to_diagnostics(findings: list[Finding]) -> list[Diagnostic]:

@@ -1,4 +1,4 @@
-"""The verifier: anomalies, assertions, workflow checks (Z3 over the checked IR).
+"""The verifier: anomalies, assertions, workflow checks over the checked IR.
 
 Definitions (a packet is well formed: protocols without ports carry port 0):
 - A rule *decides* a packet when it is the first rule that matches it.
@@ -9,46 +9,58 @@ Definitions (a packet is well formed: protocols without ports carry port 0):
   would be decided with the same action by the later rules or the default.
 - unreachable: the rule decides no packet and the blocking earlier rules
   disagree (some with its action, some not), or it matches no packet at all
-  (Batfish's filterLineReachability); the blocking rules are named.
-- correlated: an earlier rule with another action overlaps it partially
-  (each matches a packet the other does not).
-- generalization: it matches every packet of an earlier rule with another
-  action, and more.
+  (Batfish's filterLineReachability).
+- For shadowed, redundant and unreachable rules the finding names a minimal
+  blocking set: earlier rules that together match every packet of the rule,
+  each deciding some of them, none of them unnecessary; those with another
+  action come first and are flagged.
+- correlated: earlier rules with another action overlap it partially (each
+  matches a packet the other does not); one finding per rule lists them all.
+- generalization: it matches every packet of earlier rules with another
+  action, and more; one finding per rule lists them.
 - assertion-failed: `sealed` (a described packet passes in plaintext),
-  `never` (one passes), `reachable` (none passes); asserts that hold are proved.
+  `never` (one passes), `reachable` (none passes).
 - workflow-blocked: a flow none of whose packets passes, or a flow across
   domains some of whose packets pass in plaintext.
 - over-permissive: for a pair of different domains, a packet from one to the
-  other that passes and that no workflow flow describes (addresses in no
-  domain are not "cross-domain" here: they are the rules' own business).
+  other that passes and that no workflow flow describes.
 
-Scale: rules are filed by the address regions they touch (regions.py); a
-rule is only compared with rules of its buckets whose cubes overlap it
-exactly (interval arithmetic, no solver). Z3 is asked only where rules
-overlap, on one incremental solver (push/pop). Every witness is re-evaluated
-by the reference semantics before it is reported.
+Every property gets one of three answers (solving.Status): proved, refuted
+with a witness packet re-checked by the reference semantics, or unknown with
+the reason (timeout, resource limit, budget). Unknown is never a pass.
+
+How: rules are filed by the address regions they touch (regions.py) and
+carry a bounding box, so a rule is only compared with the few rules of its
+buckets whose boxes meet it (numpy over the bucket). Those comparisons are
+exact cube arithmetic (firstmatch.py); Z3 is asked only where the cubes
+fragment past a budget, on one incremental solver with a timeout per query
+and a total budget.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import z3
 
-from sealnet.compiler.cubes import cube_intersect, match_intersect, match_subtract
+from sealnet.compiler.cubes import match_intersect, match_size
 from sealnet.compiler.diagnostics import Note, Severity
-from sealnet.compiler.findings import Finding, Proved, findings_to_diagnostics  # noqa: F401  (re-exported for lint)
-from sealnet.compiler.ir import Action, AssertKind, Cube, Match, Packet, Policy, Rule
-from sealnet.compiler.regions import RuleIndex, a_point
+from sealnet.compiler.findings import Finding, Outcome, Proved, findings_to_diagnostics  # noqa: F401  (re-exported for lint)
+from sealnet.compiler.firstmatch import (covers, find_decided, is_void, meet, minimal_cover, partition, point, samples,
+                                          subtract)
+from sealnet.compiler.ir import Action, AssertKind, Cube, Match, Packet, Policy, Rule, Span
+from sealnet.compiler.regions import RegionMap, RuleIndex
 from sealnet.compiler.semantics import decide
-from sealnet.compiler.z3_encoding import ACTION_CODES, Chain, PacketVars, action_of, match_pred
+from sealnet.compiler.solving import Budget, Session, Status, Undecided
+from sealnet.compiler.z3_encoding import ACTION_CODES, Chain, PacketVars, match_pred
 
 # Up to this many rules, witnesses are checked with the plain first-match
 # scan of semantics.decide; above it with the region index (same semantics,
 # tested equal), so checking stays linear in the number of findings.
 PLAIN_CHECK_LIMIT = 256
-# Bound on cubes in the interval pre-check before the solver takes over.
-CUBE_BUDGET = 512
+# Rules named in a finding's notes; the finding's `rules` lists them all.
+NOTES_SHOWN = 8
 
 
 class WitnessError(AssertionError):
@@ -57,54 +69,114 @@ class WitnessError(AssertionError):
 
 @dataclass
 class Report:
+    """What `verify` answers: the public result the CLI and the language server read.
+
+    findings: anomalies and failures (each a Finding with kind, severity,
+      rules, message, span, witness, notes); failed assertions and flows are
+      findings too (errors), so `findings_to_diagnostics` shows everything.
+    assertions / flows: one Outcome per `assert` and per workflow flow, in
+      source order, with status proved / refuted / unknown.
+    unknown: every Outcome that could not be decided (assertions, flows, rule
+      checks, least-privilege pairs); non-empty means the run proves nothing
+      it lists, and the commands exit 3 (unless a definite error exits 1).
+    proved: the proved assertions and flows (kept for older readers).
+    """
+
     findings: list[Finding] = field(default_factory=list)
-    proved: list[Proved] = field(default_factory=list)
+    assertions: list[Outcome] = field(default_factory=list)
+    flows: list[Outcome] = field(default_factory=list)
+    unknown: list[Outcome] = field(default_factory=list)
+
+    @property
+    def proved(self) -> list[Proved]:
+        return [Proved(o.kind, o.text, o.span) for o in self.assertions + self.flows if o.status is Status.PROVED]
 
     @property
     def has_errors(self) -> bool:
         return any(f.severity is Severity.ERROR for f in self.findings)
 
+    @property
+    def status(self) -> Status:
+        """refuted when anything failed, else unknown when anything is undecided, else proved."""
+        if self.has_errors:
+            return Status.REFUTED
+        return Status.UNKNOWN if self.unknown else Status.PROVED
+
     def to_json(self) -> dict:
-        return {"findings": [f.to_json() for f in self.findings], "proved": [p.to_json() for p in self.proved]}
+        return {"status": self.status.value,
+                "findings": [f.to_json() for f in self.findings],
+                "assertions": [o.to_json() for o in self.assertions],
+                "flows": [o.to_json() for o in self.flows],
+                "unknown": [o.to_json() for o in self.unknown]}
 
 
 def overlaps(a: Match, b: Match) -> bool:
-    return any(cube_intersect(x, y) is not None for x in a.cubes for y in b.cubes)
+    return meet(a, b)
 
 
-Hull = tuple[int, int, int, int]  # lowest and highest protocol, lowest and highest port
+Box = tuple[int, int, int, int, int, int, int, int]
 
 
-def hull(match: Match) -> Hull:
-    """The bounding box of a match's protocols and ports: a quick disjointness test."""
-    if not match.cubes:
-        return (1, 0, 1, 0)
-    return (min(c.proto[0][0] for c in match.cubes), max(c.proto[-1][1] for c in match.cubes),
-            min(c.dport[0][0] for c in match.cubes), max(c.dport[-1][1] for c in match.cubes))
-
-
-def hulls_meet(a: Hull, b: Hull) -> bool:
-    return a[0] <= b[1] and b[0] <= a[1] and a[2] <= b[3] and b[2] <= a[3]
+def box(match: Match) -> Box:
+    """The bounding box of a match: src, dst, protocol and port hulls (empty: an inverted box)."""
+    cubes = [c for c in match.cubes if not c.is_empty()]
+    if not cubes:
+        return (1, 0, 1, 0, 1, 0, 1, 0)
+    return (min(c.src[0][0] for c in cubes), max(c.src[-1][1] for c in cubes),
+            min(c.dst[0][0] for c in cubes), max(c.dst[-1][1] for c in cubes),
+            min(c.proto[0][0] for c in cubes), max(c.proto[-1][1] for c in cubes),
+            min(c.dport[0][0] for c in cubes), max(c.dport[-1][1] for c in cubes))
 
 
 class Verifier:
     """Checks over every well-formed packet, or only over `universe` (tests
     restrict it to a space small enough to enumerate; source ports are then 0)."""
 
-    def __init__(self, policy: Policy, universe: Match | None = None):
+    def __init__(self, policy: Policy, universe: Match | None = None, budget: Budget | None = None):
         self.policy = policy
         self.universe = universe
-        self.index = RuleIndex.build(policy)
+        self.rules = policy.rules
+        self.scoped = [self.scope(r.match) for r in policy.rules]
+        regions = RegionMap([policy])
+        self.index = RuleIndex(regions, policy.rules)
+        self._keys: list[list[tuple[int, int]]] = []
+        for rule in policy.rules:
+            keys = self.index.keys_of(rule.match)
+            self._keys.append(keys)
+            for key in keys:
+                self.index.buckets.setdefault(key, []).append(rule.index)
+        self._bucket_arrays = {k: np.asarray(v, dtype=np.int64) for k, v in self.index.buckets.items()}
+        self._boxes = np.asarray([box(m) for m in self.scoped] or np.zeros((0, 8)), dtype=np.int64).reshape(-1, 8)
+        self.session = Session(budget)
+        self.cubes = self.session.budget.cubes
         self.p = PacketVars.fresh()
-        self.solver = z3.Solver()
-        self.solver.add(self.p.well_formed())
+        self.session.add(self.p.well_formed())
         if universe is not None:
-            self.solver.add(match_pred(self.p, universe), self.p.sport == 0)
+            self.session.add(match_pred(self.p, universe), self.p.sport == 0)
         self.report = Report()
-        self._by_index = {r.index: r for r in policy.rules}
         self._preds: dict[int, z3.BoolRef] = {}
-        self._hulls = {r.index: hull(r.match) for r in policy.rules}
 
+    def scope(self, match: Match) -> Match:
+        return match if self.universe is None else match_intersect(match, self.universe)
+
+    # -- candidates ----------------------------------------------------------------
+    def _related(self, match: Match, keys: list[tuple[int, int]] | None = None) -> np.ndarray:
+        """Indices (ascending) of rules whose buckets and bounding boxes meet the match's."""
+        keys = self.index.keys_of(match) if keys is None else keys
+        arrays = [self._bucket_arrays[k] for k in keys if k in self._bucket_arrays]
+        if not arrays:
+            return np.zeros(0, dtype=np.int64)
+        ids = arrays[0] if len(arrays) == 1 else np.unique(np.concatenate(arrays))
+        b = self._boxes[ids]
+        q = box(match)
+        meet = ((b[:, 0] <= q[1]) & (q[0] <= b[:, 1]) & (b[:, 2] <= q[3]) & (q[2] <= b[:, 3])
+                & (b[:, 4] <= q[5]) & (q[4] <= b[:, 5]) & (b[:, 6] <= q[7]) & (q[6] <= b[:, 7]))
+        return ids[meet]
+
+    def _overlapping(self, match: Match, ids) -> list[Rule]:
+        return [self.rules[i] for i in ids.tolist() if overlaps(self.scoped[i], match)]
+
+    # -- Z3 helpers (only where the cubes fragment past their budget) -----------------
     def pred(self, rule: Rule) -> z3.BoolRef:
         """The rule's match over the packet variables, built once."""
         found = self._preds.get(rule.index)
@@ -115,187 +187,281 @@ class Verifier:
     def chain(self, rules: list[Rule]) -> Chain:
         return Chain(self.p, rules, self.policy.default, self.pred)
 
-    # -- solver helpers --------------------------------------------------------
-    def _model(self, *constraints: z3.BoolRef) -> z3.ModelRef | None:
-        self.solver.push()
-        try:
-            self.solver.add(*constraints)
-            if self.solver.check() == z3.sat:
-                return self.solver.model()
-            return None
-        finally:
-            self.solver.pop()
+    def _model(self, *constraints: z3.BoolRef) -> Packet | None:
+        model = self.session.model(*constraints)
+        return None if model is None else self.p.packet(model)
 
+    # -- reference checks ----------------------------------------------------------------
     def _decision(self, packet: Packet, without: Rule | None = None) -> tuple[Action, int | None]:
-        """The reference decision (optionally with one rule removed)."""
-        if len(self.policy.rules) <= PLAIN_CHECK_LIMIT:
+        """The reference decision (optionally with one rule removed): the first rule that matches.
+
+        Small policies: semantics.decide itself. Large ones: the same scan over
+        the rules of the packet's bucket whose boxes hold it (a box holds its
+        rule's packets, so no rule that matches is skipped).
+        """
+        if len(self.rules) <= PLAIN_CHECK_LIMIT:
             policy = self.policy
             if without is not None:
                 policy = replace(policy, rules=tuple(r for r in policy.rules if r is not without))
             d = decide(policy, packet)
             return d.action, d.rule_index
-        i = self.index.decide_index(packet, skip=without.index if without else None)
-        return (self.policy.default if i is None else self._by_index[i].action), i
-
-    def _overlapping(self, match: Match, exclude: int | None = None) -> list[Rule]:
-        box = hull(match)
-        return [self._by_index[i] for i in self.index.candidates(match)
-                if i != exclude and hulls_meet(self._hulls[i], box) and overlaps(self._by_index[i].match, match)]
+        key = (self.index.regions.region_of(packet.src).id, self.index.regions.region_of(packet.dst).id)
+        ids = self._bucket_arrays.get(key)
+        if ids is not None:
+            b = self._boxes[ids]
+            ids = ids[(b[:, 0] <= packet.src) & (packet.src <= b[:, 1]) & (b[:, 2] <= packet.dst)
+                      & (packet.dst <= b[:, 3]) & (b[:, 4] <= packet.proto) & (packet.proto <= b[:, 5])
+                      & (b[:, 6] <= packet.dport) & (packet.dport <= b[:, 7])]
+            for i in ids.tolist():
+                if (without is None or i != without.index) and self.rules[i].match.matches(packet):
+                    return self.rules[i].action, i
+        return self.policy.default, None
 
     def _check(self, ok: bool, what: str, packet: Packet) -> None:
         if not ok:
             raise WitnessError(f"witness {packet} does not show {what}")
 
     def _name(self, i: int | None) -> str:
-        return "default" if i is None else self._by_index[i].name
+        return "default" if i is None else self.rules[i].name
 
-    # -- rules -------------------------------------------------------------------
+    def _undecided(self, kind: str, text: str, span: Span, reason: str) -> Outcome:
+        outcome = Outcome(kind, text, span, Status.UNKNOWN, reason=reason)
+        self.report.unknown.append(outcome)
+        return outcome
+
+    # -- rules ---------------------------------------------------------------------------
     def check_rules(self) -> None:
-        for rule in self.policy.rules:
-            related = self._overlapping(rule.match, exclude=rule.index)
-            earlier = [r for r in related if r.index < rule.index]
-            later = [r for r in related if r.index > rule.index]
-            decided = self._decides(rule, earlier)
-            if decided is None:
-                continue  # reported as shadowed / redundant / unreachable
-            self._redundant_by_later(rule, earlier, later, decided)
-            self._pairs(rule, earlier)
+        for rule in self.rules:
+            try:
+                self._check_rule(rule)
+            except Undecided as exc:
+                self._undecided("rule", rule.name, rule.span, exc.reason)
 
-    def _decides(self, rule: Rule, earlier: list[Rule]) -> Packet | None:
-        """A packet the rule decides, or None after reporting why there is none."""
-        if not earlier:
-            point = a_point(rule.match if self.universe is None else match_intersect(rule.match, self.universe))
-            if point is None:
-                model = self._model(match_pred(self.p, rule.match))
-                point = self.p.packet(model) if model is not None else None
-            if point is not None:
-                self._check(self._decision(point)[1] == rule.index, f"`{rule.name}` deciding", point)
-                return point
+    def _check_rule(self, rule: Rule) -> None:
+        mine = self.scoped[rule.index]
+        if is_void(mine):
             self._emit("unreachable", Severity.WARNING, (rule.name,),
-                       f"rule `{rule.name}` matches no packet at all", rule.span, None)
-            return None
-        mine = self.pred(rule)
-        chain = self.chain(earlier)
-        model = self._model(mine, chain.none_match())
-        if model is not None:
-            point = self.p.packet(model)
-            self._check(self._decision(point)[1] == rule.index, f"`{rule.name}` deciding", point)
-            return point
-        code = ACTION_CODES[rule.action]
-        other = self._model(mine, chain.action != code)
-        same = self._model(mine, chain.action == code)
-        blockers = tuple(r.name for r in earlier)
-        notes = tuple(Note(r.span, f"`{r.name}` ({r.action.value}) matches first") for r in earlier[:5])
-        if other is not None and same is None:
-            w = self.p.packet(other)
-            action, by = self._decision(w)
-            self._check(action is not rule.action and by is not None and by < rule.index, "shadowing", w)
-            self._emit("shadowed", Severity.WARNING, (rule.name, *blockers),
-                       f"rule `{rule.name}` ({rule.action.value}) is shadowed: every packet it matches is "
-                       f"decided earlier with another action, e.g. by `{self._name(by)}` ({action.value})",
-                       rule.span, w, notes)
-        elif same is not None and other is None:
-            w = self.p.packet(same)
-            action, by = self._decision(w)
-            self._check(action is rule.action and by is not None and by < rule.index, "redundancy", w)
-            self._emit("redundant", Severity.WARNING, (rule.name, *blockers),
-                       f"rule `{rule.name}` is redundant: every packet it matches is already decided "
-                       f"with the same action ({rule.action.value}), e.g. by `{self._name(by)}`",
-                       rule.span, w, notes)
-        else:
-            w = self.p.packet(other if other is not None else same)  # type: ignore[arg-type]
-            _, by = self._decision(w)
-            self._check(by is not None and by < rule.index, "blocking", w)
-            self._emit("unreachable", Severity.WARNING, (rule.name, *blockers),
-                       f"rule `{rule.name}` never decides a packet: it is blocked by "
-                       + ", ".join(f"`{b}`" for b in blockers[:5]) + (" ..." if len(blockers) > 5 else ""),
-                       rule.span, w, notes)
-        return None
+                       f"rule `{rule.name}` matches no packet at all"
+                       + ("" if self.universe is None else " (in the universe checked)"), rule.span, None)
+            return
+        ids = self._related(mine, self._keys[rule.index])
+        earlier = self._overlapping(mine, ids[ids < rule.index])
+        container = next((e for e in earlier if covers(self.scoped[e.index], mine)), None)
+        if container is not None:  # blocked for sure; only the rules up to the first container decide
+            self._blocked(rule, mine, [e for e in earlier if e.index <= container.index])
+            return
+        trial = samples(mine)
+        decided = next((p for p in trial if self._decision(p)[1] == rule.index), None)
+        region: Match | None = None
+        if decided is None:
+            by_size = sorted(earlier, key=lambda e: -match_size(self.scoped[e.index]))
+            rest = subtract(mine, (self.scoped[r.index] for r in by_size), self.cubes)
+            if rest is None:
+                decided = self._decides_z3(rule, earlier)
+                if decided is None:
+                    return
+            elif rest.cubes:
+                decided, region = point(rest), rest
+                assert decided is not None
+                self._check(self._decision(decided)[1] == rule.index, f"`{rule.name}` deciding", decided)
+            else:
+                self._blocked(rule, mine, earlier)
+                return
+        # packets the rule decides, tried cheaply first: one decided otherwise without it ends the question
+        mine_decided = [p for p in trial if self._decision(p)[1] == rule.index] or [decided]
+        if not any(self._decision(p, without=rule)[0] is not rule.action for p in mine_decided):
+            if region is None:
+                region = subtract(mine, (self.scoped[r.index] for r in earlier), self.cubes)
+            later = self._overlapping(mine, ids[ids > rule.index])
+            self._redundant_by_later(rule, earlier, later, decided, region)
+        self._pairs(rule, mine, earlier)
 
-    def _redundant_by_later(self, rule: Rule, earlier: list[Rule], later: list[Rule], decided: Packet) -> None:
-        """Would the later rules (or the default) decide its packets the same way?"""
-        code = ACTION_CODES[rule.action]
-        if not later:
-            if rule.action is not self.policy.default:
-                return
-            witness = decided
+    def _blocked(self, rule: Rule, mine: Match, earlier: list[Rule]) -> None:
+        """The rule decides nothing: classify, and name a minimal blocking set."""
+        pieces = partition(mine, earlier, self.cubes)
+        if pieces is None:
+            self._blocked_z3(rule, earlier)
+            return
+        deciders = [r for r, _ in pieces if r is not None]
+        actions = {r.action for r in deciders}
+        cover = minimal_cover(mine, deciders, rule.action, self.cubes)
+        if cover is None:  # past the budget: the deciders themselves block it
+            cover = sorted(deciders, key=lambda r: (r.action is rule.action, r.index))
+        first = cover[0]
+        w = point(match_intersect(mine, self.scoped[first.index]))
+        assert w is not None
+        action, by = self._decision(w)
+        self._check(by is not None and by < rule.index, "blocking", w)
+        names = tuple(r.name for r in cover)
+        notes = self._blocker_notes(rule, cover)
+        listed = ", ".join(f"`{n}`" for n in names[:NOTES_SHOWN]) + (" ..." if len(names) > NOTES_SHOWN else "")
+        if actions == {rule.action}:
+            self._emit("redundant", Severity.WARNING, (rule.name, *names),
+                       f"rule `{rule.name}` is redundant: every packet it matches is already decided "
+                       f"with the same action ({rule.action.value}) by {listed}", rule.span, w, notes)
+        elif rule.action not in actions:
+            self._emit("shadowed", Severity.WARNING, (rule.name, *names),
+                       f"rule `{rule.name}` ({rule.action.value}) is shadowed: every packet it matches is "
+                       f"decided earlier with another action, by {listed}", rule.span, w, notes)
         else:
-            decides = z3.And(self.pred(rule), self.chain(earlier).none_match())
-            after = self.chain(later)
-            if self._model(decides, after.action != code) is not None:
+            self._emit("unreachable", Severity.WARNING, (rule.name, *names),
+                       f"rule `{rule.name}` never decides a packet: it is blocked by {listed}",
+                       rule.span, w, notes)
+
+    def _blocker_notes(self, rule: Rule, blockers: list[Rule]) -> tuple[Note, ...]:
+        notes = []
+        for r in blockers[:NOTES_SHOWN]:
+            flag = "with another action" if r.action is not rule.action else "with the same action"
+            notes.append(Note(r.span, f"`{r.name}` ({r.action.value}) decides some of its packets first, {flag}"))
+        return tuple(notes)
+
+    def _redundant_by_later(self, rule: Rule, earlier: list[Rule], later: list[Rule],
+                            decided: Packet, region: Match | None) -> None:
+        """Would the later rules (or the default) decide its packets the same way?"""
+        witness = decided
+        if region is not None:
+            status, _ = find_decided(region, later, self.policy.default,
+                                     lambda act: act is not rule.action, self.cubes)
+            if status == "found":
                 return
-            model = self._model(decides)
-            assert model is not None  # it decides `decided`
-            witness = self.p.packet(model)
+            if status == "budget":
+                region = None
+        if region is None:
+            if later:
+                code = ACTION_CODES[rule.action]
+                decides = z3.And(self.pred(rule), self.chain(earlier).none_match())
+                if self._model(decides, self.chain(later).action != code) is not None:
+                    return
+            elif rule.action is not self.policy.default:
+                return
         self._check(self._decision(witness)[1] == rule.index
                     and self._decision(witness, without=rule)[0] is rule.action, "redundancy", witness)
         self._emit("redundant", Severity.WARNING, (rule.name,),
                    f"rule `{rule.name}` is redundant: without it every packet it decides gets the same "
                    f"action ({rule.action.value}) from the rules after it or the default", rule.span, witness)
 
-    def _pairs(self, rule: Rule, earlier: list[Rule]) -> None:
+    def _pairs(self, rule: Rule, mine: Match, earlier: list[Rule]) -> None:
+        correlated: list[Rule] = []
+        generalized: list[Rule] = []
         for other in earlier:
             if other.action is rule.action:
                 continue
-            mine, theirs = self.pred(rule), self.pred(other)
-            both = self._model(mine, theirs)
-            if both is None:
-                continue
-            theirs_only = self._model(theirs, z3.Not(mine))
-            mine_only = self._model(mine, z3.Not(theirs))
-            if mine_only is None:
-                continue  # rule within other: it decides nothing there (reported above if at all)
-            w = self.p.packet(both)
-            self._check(other.match.matches(w) and rule.match.matches(w), "an overlap", w)
-            note = (Note(other.span, f"`{other.name}` ({other.action.value}) is here"),)
-            if theirs_only is None:
-                self._emit("generalization", Severity.WARNING, (rule.name, other.name),
-                           f"rule `{rule.name}` ({rule.action.value}) generalizes the earlier rule "
-                           f"`{other.name}` ({other.action.value})", rule.span, w, note)
+            theirs = self.scoped[other.index]
+            mine_only = subtract(mine, (theirs,), self.cubes)
+            theirs_only = subtract(theirs, (mine,), self.cubes)
+            if mine_only is None or theirs_only is None:
+                mine_only_void = self._model(self.pred(rule), z3.Not(self.pred(other))) is None
+                theirs_only_void = self._model(self.pred(other), z3.Not(self.pred(rule))) is None
             else:
-                self._emit("correlated", Severity.WARNING, (rule.name, other.name),
-                           f"rule `{rule.name}` ({rule.action.value}) partially overlaps the earlier rule "
-                           f"`{other.name}` ({other.action.value})", rule.span, w, note)
+                mine_only_void, theirs_only_void = not mine_only.cubes, not theirs_only.cubes
+            if mine_only_void:
+                continue  # rule within other: it decides nothing there (reported above if at all)
+            (generalized if theirs_only_void else correlated).append(other)
+        for kind, others, verb in (("generalization", generalized, "generalizes"),
+                                   ("correlated", correlated, "partially overlaps")):
+            if not others:
+                continue
+            w = point(match_intersect(mine, self.scoped[others[0].index]))
+            assert w is not None
+            self._check(others[0].match.matches(w) and rule.match.matches(w), "an overlap", w)
+            names = ", ".join(f"`{o.name}` ({o.action.value})" for o in others[:NOTES_SHOWN])
+            more = f" and {len(others) - NOTES_SHOWN} more" if len(others) > NOTES_SHOWN else ""
+            what = "the earlier rule" if len(others) == 1 else f"{len(others)} earlier rules with another action:"
+            notes = tuple(Note(o.span, f"`{o.name}` ({o.action.value}) is here") for o in others[:NOTES_SHOWN])
+            self._emit(kind, Severity.WARNING, (rule.name, *(o.name for o in others)),
+                       f"rule `{rule.name}` ({rule.action.value}) {verb} {what} {names}{more}",
+                       rule.span, w, notes)
 
-    # -- assertions and workflows ----------------------------------------------------
-    def _passing(self, match: Match) -> tuple[z3.BoolRef, Chain]:
-        chain = self.chain(self._overlapping(match))
-        return match_pred(self.p, match), chain
+    # Z3 fallbacks for the rule checks -----------------------------------------------------
+    def _decides_z3(self, rule: Rule, earlier: list[Rule]) -> Packet | None:
+        w = self._model(self.pred(rule), self.chain(earlier).none_match())
+        if w is not None:
+            self._check(self._decision(w)[1] == rule.index, f"`{rule.name}` deciding", w)
+            return w
+        self._blocked_z3(rule, earlier)
+        return None
+
+    def _blocked_z3(self, rule: Rule, earlier: list[Rule]) -> None:
+        chain, mine, code = self.chain(earlier), self.pred(rule), ACTION_CODES[rule.action]
+        other = self._model(mine, chain.action != code)
+        same = self._model(mine, chain.action == code)
+        w = other if other is not None else same
+        assert w is not None
+        blockers = sorted(earlier, key=lambda r: (r.action is rule.action, r.index))
+        names = tuple(r.name for r in blockers)
+        notes = self._blocker_notes(rule, blockers)
+        _, by = self._decision(w)
+        self._check(by is not None and by < rule.index, "blocking", w)
+        kind = "unreachable" if other is not None and same is not None else "shadowed" if other else "redundant"
+        self._emit(kind, Severity.WARNING, (rule.name, *names),
+                   f"rule `{rule.name}` ({rule.action.value}) decides no packet ({kind}); "
+                   f"blocked by the overlapping earlier rules (too fragmented to minimise), "
+                   f"e.g. `{self._name(by)}`", rule.span, w, notes)
+
+    # -- assertions and workflows ----------------------------------------------------------
+    def _find(self, match: Match, want, minus: list[Match] = ()) -> tuple[Packet | None, bool]:
+        """A packet of `match` (outside `minus`) whose decision's action satisfies `want`,
+        or None when there is none; and whether the region holds no packet at all."""
+        region = self.scope(match)
+        if minus:
+            region = subtract(region, minus, self.cubes)
+            if region is None:
+                region = self.scope(match)
+                minus_pred = z3.Not(z3.Or(*[match_pred(self.p, m) for m in minus]))
+                return self._find_z3(match, want, minus_pred), False
+        if is_void(region):
+            return None, True
+        related = self._overlapping(region, self._related(region))
+        status, w = find_decided(region, related, self.policy.default, want, self.cubes)
+        if status != "budget":
+            return w, False
+        return self._find_z3(match, want, z3.BoolVal(True), related), False
+
+    def _find_z3(self, match: Match, want, extra: z3.BoolRef, related: list[Rule] | None = None) -> Packet | None:
+        if related is None:
+            region = self.scope(match)
+            related = self._overlapping(region, self._related(region))
+        chain = self.chain(related)
+        codes = [ACTION_CODES[a] for a in Action if want(a)]
+        cond = z3.Or(*[chain.action == c for c in codes]) if codes else z3.BoolVal(False)
+        return self._model(match_pred(self.p, match), cond, extra)
 
     def check_assertions(self) -> None:
         for a in self.policy.assertions:
-            described, chain = self._passing(a.match)
             text = f"assert {a.kind.value} {a.source_text}"
-            if a.kind is AssertKind.SEALED:
-                bad = self._model(described, chain.action == ACTION_CODES[Action.ALLOW])
-                claim, fail_msg = Action.ALLOW, "passes in plaintext"
-            elif a.kind is AssertKind.NEVER:
-                bad = self._model(described, chain.action != ACTION_CODES[Action.DENY])
-                claim, fail_msg = None, "passes"
-            else:
-                good = self._model(described, chain.action != ACTION_CODES[Action.DENY])
-                if good is not None:
-                    w = self.p.packet(good)
-                    self._check(a.match.matches(w) and self._decision(w)[0].passes, "reachability", w)
-                    self.report.proved.append(Proved(f"assert {a.kind.value}", text, a.span))
-                    continue
-                example = self._model(described)
-                w = self.p.packet(example) if example is not None else None
-                if w is not None:
-                    self._check(not self._decision(w)[0].passes, "a blocked packet", w)
-                reason = "every packet it describes is denied" if w else "it describes no packet"
-                self._emit("assertion-failed", Severity.ERROR, self._deciders(w),
-                           f"`{text}` fails: {reason}", a.span, w)
-                continue
-            if bad is None:
-                self.report.proved.append(Proved(f"assert {a.kind.value}", text, a.span))
-                continue
-            w = self.p.packet(bad)
-            action, _ = self._decision(w)
-            self._check(a.match.matches(w) and (action is claim if claim else action.passes), "a violation", w)
-            self._emit("assertion-failed", Severity.ERROR, self._deciders(w),
-                       f"`{text}` fails: {w} {fail_msg} (decided by `{self._name(self._decision(w)[1])}`)",
-                       a.span, w)
+            kind = f"assert {a.kind.value}"
+            try:
+                outcome = self._assertion(a, kind, text)
+            except Undecided as exc:
+                outcome = self._undecided(kind, text, a.span, exc.reason)
+            self.report.assertions.append(outcome)
+
+    def _assertion(self, a, kind: str, text: str) -> Outcome:
+        if a.kind is AssertKind.REACHABLE:
+            good, void = self._find(a.match, lambda act: act.passes)
+            if good is not None:
+                self._check(a.match.matches(good) and self._decision(good)[0].passes, "reachability", good)
+                return Outcome(kind, text, a.span, Status.PROVED, witness=good)
+            w, _ = self._find(a.match, lambda act: True)
+            if w is not None:
+                self._check(not self._decision(w)[0].passes, "a blocked packet", w)
+            reason = "it describes no packet" if void else "every packet it describes is denied"
+            self._emit("assertion-failed", Severity.ERROR, self._deciders(w), f"`{text}` fails: {reason}", a.span, w)
+            return Outcome(kind, text, a.span, Status.REFUTED, witness=w)
+        if a.kind is AssertKind.SEALED:
+            bad, _ = self._find(a.match, lambda act: act is Action.ALLOW)
+            fail_msg = "passes in plaintext"
+        else:
+            bad, _ = self._find(a.match, lambda act: act.passes)
+            fail_msg = "passes"
+        if bad is None:
+            return Outcome(kind, text, a.span, Status.PROVED)
+        action, by = self._decision(bad)
+        claim_ok = action is Action.ALLOW if a.kind is AssertKind.SEALED else action.passes
+        self._check(a.match.matches(bad) and claim_ok, "a violation", bad)
+        self._emit("assertion-failed", Severity.ERROR, self._deciders(bad),
+                   f"`{text}` fails: {bad} {fail_msg} (decided by `{self._name(by)}`)", a.span, bad)
+        return Outcome(kind, text, a.span, Status.REFUTED, witness=bad)
 
     def _deciders(self, w: Packet | None) -> tuple[str, ...]:
         return () if w is None else (self._name(self._decision(w)[1]),)
@@ -305,82 +471,61 @@ class Verifier:
             stages = {s.name: s for s in wf.stages}
             for flow in wf.flows:
                 text = f"{wf.name}: {flow.src} -> {flow.dst}"
-                described, chain = self._passing(flow.match)
-                good = self._model(described, chain.action != ACTION_CODES[Action.DENY])
-                if good is None:
-                    example = self._model(described)
-                    w = self.p.packet(example) if example is not None else None
-                    if w is not None:
-                        self._check(not self._decision(w)[0].passes, "a blocked flow", w)
-                    self._emit("workflow-blocked", Severity.ERROR, self._deciders(w),
-                               f"flow {text} is blocked: the rules pass none of its packets", flow.span, w)
-                    continue
                 cross = stages[flow.src].domain != stages[flow.dst].domain
-                if cross:
-                    plain = self._model(described, chain.action == ACTION_CODES[Action.ALLOW])
-                    if plain is not None:
-                        w = self.p.packet(plain)
-                        self._check(self._decision(w)[0] is Action.ALLOW, "plaintext", w)
-                        self._emit("workflow-blocked", Severity.ERROR, self._deciders(w),
-                                   f"flow {text} crosses domains but {w} passes in plaintext "
-                                   f"(decided by `{self._name(self._decision(w)[1])}`)", flow.span, w)
-                        continue
-                self.report.proved.append(Proved("flow", text + (" (sealed)" if cross else ""), flow.span))
+                try:
+                    outcome = self._flow(flow, text, cross)
+                except Undecided as exc:
+                    outcome = self._undecided("flow", text, flow.span, exc.reason)
+                self.report.flows.append(outcome)
+
+    def _flow(self, flow, text: str, cross: bool) -> Outcome:
+        good, _ = self._find(flow.match, lambda act: act.passes)
+        if good is None:
+            w, _ = self._find(flow.match, lambda act: True)
+            if w is not None:
+                self._check(not self._decision(w)[0].passes, "a blocked flow", w)
+            self._emit("workflow-blocked", Severity.ERROR, self._deciders(w),
+                       f"flow {text} is blocked: the rules pass none of its packets", flow.span, w)
+            return Outcome("flow", text, flow.span, Status.REFUTED, witness=w)
+        if cross:
+            plain, _ = self._find(flow.match, lambda act: act is Action.ALLOW)
+            if plain is not None:
+                self._check(self._decision(plain)[0] is Action.ALLOW, "plaintext", plain)
+                self._emit("workflow-blocked", Severity.ERROR, self._deciders(plain),
+                           f"flow {text} crosses domains but {plain} passes in plaintext "
+                           f"(decided by `{self._name(self._decision(plain)[1])}`)", flow.span, plain)
+                return Outcome("flow", text + " (sealed)", flow.span, Status.REFUTED, witness=plain)
+        return Outcome("flow", text + (" (sealed)" if cross else ""), flow.span, Status.PROVED)
 
     def check_least_privilege(self) -> None:
-        flows_by_key: dict[tuple[int, int], list[Match]] = {}
-        for wf in self.policy.workflows:
-            for f in wf.flows:
-                for key in self.index.keys_of(f.match):
-                    flows_by_key.setdefault(key, []).append(f.match)
+        flows = [f.match for wf in self.policy.workflows for f in wf.flows]
+        flow_boxes = np.asarray([box(m) for m in flows] or np.zeros((0, 8)), dtype=np.int64).reshape(-1, 8)
         for a in self.policy.domains:
             for b in self.policy.domains:
                 if a.name == b.name or not a.prefixes or not b.prefixes:
                     continue
                 pair = Match((Cube(src=a.addresses, dst=b.addresses),))
-                related = self._overlapping(pair)
-                candidates = {id(m): m for key in self.index.keys_of(pair) for m in flows_by_key.get(key, ())}
-                flows = [m for m in candidates.values() if overlaps(m, pair)]
-                if not self._may_pass_unneeded(pair, related, flows):
-                    continue  # exact interval arithmetic: nothing to ask the solver
-                chain = self.chain(related)
-                needed = [match_pred(self.p, m) for m in flows]
-                model = self._model(match_pred(self.p, pair), chain.action != ACTION_CODES[Action.DENY],
-                                    z3.Not(z3.Or(*needed)) if needed else z3.BoolVal(True))
-                if model is None:
-                    continue
-                w = self.p.packet(model)
-                action, by = self._decision(w)
-                self._check(action.passes and not any(m.matches(w) for m in flows), "unneeded traffic", w)
-                rule = self._by_index[by] if by is not None else None
-                span = rule.span if rule else (self.policy.default_span or self.policy.span)
-                self._emit("over-permissive", Severity.WARNING, (self._name(by),),
-                           f"`{self._name(by)}` passes traffic from `{a.name}` to `{b.name}` that no "
-                           f"workflow flow needs ({action.value})", span, w)
+                try:
+                    self._pair(a.name, b.name, pair, flows, flow_boxes)
+                except Undecided as exc:
+                    span = self.policy.default_span or self.policy.span
+                    self._undecided("least-privilege", f"{a.name} -> {b.name}", span, exc.reason)
 
-    def _may_pass_unneeded(self, region: Match, related: list[Rule], flows: list[Match]) -> bool:
-        """False only when no packet of `region` that no flow needs can pass.
-
-        First-match by cube subtraction; exact, and bounded: past
-        CUBE_BUDGET cubes it gives up and answers True (the solver decides).
-        """
-        remaining = region
-        for rule in related + [None]:  # type: ignore[list-item]
-            action = self.policy.default if rule is None else rule.action
-            decided = remaining if rule is None else match_intersect(remaining, rule.match)
-            if action.passes and decided.cubes:
-                unneeded = decided
-                for f in flows:
-                    unneeded = match_subtract(unneeded, f)
-                    if len(unneeded.cubes) > CUBE_BUDGET:
-                        return True
-                if any(a_point(Match((c,))) is not None for c in unneeded.cubes):
-                    return True
-            if rule is not None:
-                remaining = match_subtract(remaining, rule.match)
-                if len(remaining.cubes) > CUBE_BUDGET:
-                    return True
-        return False
+    def _pair(self, a: str, b: str, pair: Match, flows: list[Match], flow_boxes: np.ndarray) -> None:
+        q = box(pair)
+        fb = flow_boxes
+        near = np.nonzero((fb[:, 0] <= q[1]) & (q[0] <= fb[:, 1]) & (fb[:, 2] <= q[3]) & (q[2] <= fb[:, 3]))[0]
+        needed = [flows[i] for i in near.tolist() if overlaps(flows[i], pair)]
+        w, _ = self._find(pair, lambda act: act.passes, needed)
+        if w is None:
+            return
+        action, by = self._decision(w)
+        self._check(action.passes and not any(m.matches(w) for m in flows), "unneeded traffic", w)
+        rule = self.rules[by] if by is not None else None
+        span = rule.span if rule else (self.policy.default_span or self.policy.span)
+        self._emit("over-permissive", Severity.WARNING, (self._name(by),),
+                   f"`{self._name(by)}` passes traffic from `{a}` to `{b}` that no "
+                   f"workflow flow needs ({action.value})", span, w)
 
     def _emit(self, kind: str, severity: Severity, rules: tuple[str, ...], message: str, span,
               witness: Packet | None, notes: tuple[Note, ...] = ()) -> None:
@@ -395,5 +540,6 @@ class Verifier:
         return self.report
 
 
-def verify(policy: Policy, universe: Match | None = None) -> Report:
-    return Verifier(policy, universe).run()
+def verify(policy: Policy, universe: Match | None = None, budget: Budget | None = None) -> Report:
+    """Verify a checked policy; `budget` bounds each solver query and the whole run."""
+    return Verifier(policy, universe, budget).run()

@@ -36,7 +36,7 @@ def test_lint_exit_codes(capsys) -> None:
 def test_lint_json_schema(capsys) -> None:
     assert main(["lint", "--no-verify", "--format", "json", str(GOLDEN / "syntax.policy")]) == 1
     data = json.loads(capsys.readouterr().out)
-    assert set(data) == {"diagnostics"}
+    assert set(data) == {"status", "diagnostics"} and data["status"] == "error"
     first = data["diagnostics"][0]
     assert set(first) == {"file", "line", "column", "end_line", "end_column", "severity", "code", "message"}
     assert (first["line"], first["column"], first["severity"], first["code"]) == (3, 9, "error", "E001")
@@ -62,7 +62,7 @@ def test_lint_sarif_shape(capsys) -> None:
 def test_lint_unreadable_files_are_one_line_errors(tmp_path, capsys) -> None:
     bad = tmp_path / "latin1.policy"
     bad.write_bytes(b'policy "caf\xe9" version 1\n')
-    assert main(["lint", "--no-verify", str(tmp_path), str(tmp_path / "missing.policy"), str(bad)]) == 1
+    assert main(["lint", "--no-verify", str(tmp_path), str(tmp_path / "missing.policy"), str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         f"policyc: error: {tmp_path}: is a directory, not a policy file",

@@ -1,19 +1,84 @@
-"""What several policyc commands share: reading policies and printing diagnostics."""
+"""What several policyc commands share: reading policies, printing diagnostics,
+the solver budget flags and the exit codes.
+
+Exit codes, the same in every command for the same situation (docs/diagnostics.md):
+  0  clean: no error (warnings allowed), assertions proved, policies equivalent
+  1  findings or failures: errors in a policy, failed assertions or flows,
+     differences (diff --exit-code), warnings under --strict
+  2  usage error, or an input that cannot be read (missing, a directory, not UTF-8, too large)
+  3  unknown: the solver could not decide something (timeout, resource limit,
+     budget); never a pass
+  130  interrupted (Ctrl-C): no report is printed
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 
-from sealnet.compiler.diagnostics import Diagnostic
+from sealnet.compiler.diagnostics import Diagnostic, Severity
 from sealnet.contracts.errors import UserError
 from sealnet.compiler.frontend import compile_text, has_errors, read_policy  # noqa: F401  (has_errors: for the commands)
-from sealnet.compiler.ir import Policy
+from sealnet.compiler.ir import Policy, Span
 from sealnet.compiler.output import use_color
 from sealnet.compiler.render import render_all, summary
 
 FORMATS = ("text", "json", "sarif")
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+EXIT_UNKNOWN = 3
+EXIT_INTERRUPTED = 130
+EXIT_CODES_HELP = ("exit codes: 0 clean; 1 findings or failures (errors, failed assertions or flows, "
+                   "differences with --exit-code); 2 usage error or unreadable input; "
+                   "3 unknown (the solver could not decide: never a pass); 130 interrupted")
+UNREADABLE_CODE = "E003"
+
+
+def add_budget_arguments(parser: argparse.ArgumentParser) -> None:
+    """--timeout and --budget: how long one solver query and the whole run may take."""
+    from sealnet.compiler.solving import DEFAULT_CUBE_BUDGET, DEFAULT_QUERY_TIMEOUT_S, DEFAULT_TOTAL_BUDGET_S
+
+    parser.add_argument("--timeout", type=_seconds, default=DEFAULT_QUERY_TIMEOUT_S, metavar="SECONDS",
+                        help=f"limit per solver query (default {DEFAULT_QUERY_TIMEOUT_S:g}); "
+                             "a query that runs out is reported unknown")
+    parser.add_argument("--budget", type=_seconds, default=DEFAULT_TOTAL_BUDGET_S, metavar="SECONDS",
+                        help=f"limit for the whole run (default {DEFAULT_TOTAL_BUDGET_S:g}); "
+                             "what is left undecided is reported unknown")
+    parser.add_argument("--cube-budget", type=int, default=DEFAULT_CUBE_BUDGET, metavar="N",
+                        help=f"cubes the exact interval arithmetic may use before Z3 is asked "
+                             f"(default {DEFAULT_CUBE_BUDGET}; 0: ask Z3 whenever a region must be cut)")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text!r}")
+    return value
+
+
+def budget_of(args: argparse.Namespace):
+    from sealnet.compiler.solving import Budget
+
+    if args.cube_budget < 0:
+        raise UserError("--cube-budget must be 0 or more")
+    return Budget(query_timeout=args.timeout, total=args.budget, cubes=args.cube_budget)
+
+
+def exit_code(*, errors: bool = False, unknown: bool = False, unreadable: bool = False) -> int:
+    """One rule for every command: unreadable input 2, else a definite failure 1, else unknown 3, else 0."""
+    if unreadable:
+        return EXIT_USAGE
+    if errors:
+        return EXIT_FINDINGS
+    return EXIT_UNKNOWN if unknown else EXIT_OK
 
 
 @dataclass
@@ -26,6 +91,16 @@ class Loaded:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     error: str | None = None  # a one-line reason the file could not be read
 
+    def all_diagnostics(self) -> list[Diagnostic]:
+        """Its diagnostics, with an unreadable file as one error diagnostic (so JSON carries it too)."""
+        if self.error is None:
+            return self.diagnostics
+        found = re.match(rf"{re.escape(self.path)}:(\d+):(\d+): (.*)", self.error)
+        line, column = (int(found[1]), int(found[2])) if found else (1, 1)
+        message = found[3] if found else self.error.removeprefix(f"{self.path}: ")
+        return [Diagnostic(Severity.ERROR, UNREADABLE_CODE, f"cannot read the policy: {message}",
+                           Span(self.path, line, column, line, column + 1))] + self.diagnostics
+
 
 def load(path: str) -> Loaded:
     try:
@@ -36,14 +111,19 @@ def load(path: str) -> Loaded:
     return Loaded(path, source, policy, diagnostics)
 
 
-def print_diagnostics(loaded: list[Loaded], fmt: str) -> None:
-    """Print every file's diagnostics (and unreadable files) in one format."""
-    diagnostics = [d for item in loaded for d in item.diagnostics]
+def print_diagnostics(loaded: list[Loaded], fmt: str, status: str | None = None) -> None:
+    """Print every file's diagnostics (and unreadable files) in one format.
+
+    JSON: {"status": ok|error|unknown (or the caller's), "diagnostics": [...]}.
+    """
+    diagnostics = [d for item in loaded for d in item.all_diagnostics()]
     for item in loaded:
         if item.error:
             print(f"policyc: error: {item.error}", file=sys.stderr)
     if fmt == "json":
-        print(json.dumps({"diagnostics": [d.to_json() for d in diagnostics]}, indent=2))
+        status = status or ("error" if any(d.severity is Severity.ERROR for d in diagnostics) else "ok")
+        print(json.dumps({"status": status,
+                          "diagnostics": [d.to_json() for d in diagnostics]}, indent=2))
     elif fmt == "sarif":
         from sealnet.compiler.sarif import to_sarif
 
@@ -51,8 +131,9 @@ def print_diagnostics(loaded: list[Loaded], fmt: str) -> None:
     else:
         sources = {item.path: item.source for item in loaded}
         color = use_color(sys.stdout)
-        if diagnostics:
-            print(render_all(diagnostics, sources.get, color))
+        shown = [d for d in diagnostics if d.code != UNREADABLE_CODE]  # already on stderr
+        if shown:
+            print(render_all(shown, sources.get, color))
             print()
         readable = sum(1 for item in loaded if not item.error)
         print(f"{readable} file{'s' if readable != 1 else ''} checked: {summary(diagnostics)}")

@@ -13,13 +13,14 @@ import sys
 
 from sealnet.contracts.errors import UserError
 from sealnet.compiler.output import write_atomically
-from sealnet.compiler.commands._common import has_errors, load, print_diagnostics
+from sealnet.compiler.commands._common import (EXIT_CODES_HELP, add_budget_arguments, budget_of, exit_code,
+                                               has_errors, load, print_diagnostics)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from sealnet.contracts.manifest import AES_IMPLEMENTATIONS
 
-    parser = sub.add_parser("compile", help="build a measured, signed bundle from a policy")
+    parser = sub.add_parser("compile", help="build a measured, signed bundle from a policy", epilog=EXIT_CODES_HELP)
     parser.add_argument("file", metavar="FILE")
     parser.add_argument("-o", "--output", required=True, metavar="OUT")
     parser.add_argument("--sign-key", required=True, metavar="KEY", help="the authority's Ed25519 private key (PEM)")
@@ -29,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="kernel AES driver of a policy with `cipher aes-ccm`: aes-fixed-time is constant "
                              "time (default); aes-generic is faster and table based (not constant time)")
     parser.add_argument("--format", choices=("text", "json"), default="text")
+    add_budget_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -47,15 +49,17 @@ def run(args: argparse.Namespace) -> int:
     key = load_private(args.sign_key)  # a bad key fails before any work
     item = load(args.file)
     if item.policy is None:
-        print_diagnostics([item], "text")
-        print(f"{args.file}: not compiled: the policy has errors", file=sys.stderr)
-        return 1
-    report = verify(item.policy)
-    item.diagnostics += findings_to_diagnostics(report.findings)
+        print_diagnostics([item], args.format)
+        if not item.error:
+            print(f"{args.file}: not compiled: the policy has errors", file=sys.stderr)
+        return exit_code(errors=True, unreadable=bool(item.error))
+    report = verify(item.policy, budget=budget_of(args))
+    item.diagnostics += findings_to_diagnostics(report.findings) + [o.to_diagnostic() for o in report.unknown]
     if has_errors(item.diagnostics):
-        print_diagnostics([item], "text")
-        print(f"{args.file}: not compiled: verification failed", file=sys.stderr)
-        return 1
+        print_diagnostics([item], args.format, report.status.value)
+        why = "verification failed" if report.has_errors else "verification could not decide everything"
+        print(f"{args.file}: not compiled: {why}", file=sys.stderr)
+        return exit_code(errors=report.has_errors, unknown=bool(report.unknown))
     try:
         tables = build_tables(item.policy)
     except TableError as exc:

@@ -1,15 +1,20 @@
-"""`policyc explain FILE`: the checked policy as tables."""
+"""`policyc explain FILE`: the checked policy as tables.
+
+Exit codes as every command (commands/_common.py): 0 shown, 1 the policy
+has errors (its diagnostics are shown instead, in the format asked for),
+2 usage or an unreadable file.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from sealnet.compiler.commands._common import load, print_diagnostics
+from sealnet.compiler.commands._common import EXIT_CODES_HELP, exit_code, load, print_diagnostics
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("explain", help="show a checked policy as readable tables")
+    parser = sub.add_parser("explain", help="show a checked policy as readable tables", epilog=EXIT_CODES_HELP)
     parser.add_argument("file", metavar="FILE")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.set_defaults(func=run)
@@ -20,10 +25,11 @@ def run(args: argparse.Namespace) -> int:
 
     item = load(args.file)
     if item.policy is None:
-        print_diagnostics([item], "text")
-        return 1
+        print_diagnostics([item], args.format)
+        return exit_code(errors=True, unreadable=bool(item.error))
     if args.format == "json":
-        print(json.dumps(explain_json(item.policy), indent=2))
+        print(json.dumps({"status": "ok", "diagnostics": [d.to_json() for d in item.diagnostics],
+                          **explain_json(item.policy)}, indent=2))
     else:
         print(explain_text(item.policy))
-    return 0
+    return exit_code()
