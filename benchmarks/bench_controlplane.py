@@ -70,7 +70,12 @@ def _serve(cp_pem: bytes, trusted: list[str], db: str, conn: Any) -> None:
         async def echo(request: web.Request) -> web.Response:
             return web.json_response({"ok": len(await request.read())})
 
+        async def cpu(request: web.Request) -> web.Response:
+            t = os.times()
+            return web.json_response({"cpu": t.user + t.system})
+
         bare.router.add_post("/echo", echo)
+        bare.router.add_get("/cpu", cpu)
         runner = web.AppRunner(bare, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0, backlog=2048)
@@ -97,6 +102,16 @@ async def _nodes(url: str, n: int, node: SimPlatform, verifier: VerifierConfig, 
     assert len(set(senders)) == n, "two nodes share a sender id"
     assert all(r.key_file().pairs for r in releases)
     return elapsed, senders
+
+
+async def _server_cpu(url: str) -> float:
+    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        return float((await resp.json())["cpu"])
+
+
+def _own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
 
 
 async def _bare(url: str, n: int, limit: int) -> float:
@@ -145,12 +160,19 @@ def main() -> int:
             make_port, bare_port = parent.recv()
             url, bare_url = f"http://127.0.0.1:{make_port}", f"http://127.0.0.1:{bare_port}/echo"
             asyncio.run(_nodes(url, 5, node, verifier, args.limit))  # warm up imports and connections
+            cpu_url = f"http://127.0.0.1:{bare_port}/cpu"
             for n in sizes:
+                server_before, node_before = asyncio.run(_server_cpu(cpu_url)), _own_cpu()
                 runs = [asyncio.run(_nodes(url, n, node, verifier, args.limit))[0] for _ in range(args.repeat)]
+                server_cpu = asyncio.run(_server_cpu(cpu_url)) - server_before
+                node_cpu = _own_cpu() - node_before
                 bare = [asyncio.run(_bare(bare_url, n, args.limit)) for _ in range(args.repeat)]
                 t, b = statistics.median(runs), statistics.median(bare)
+                # CPU per release does not depend on what else the shared machine runs
                 results["sizes"][n] = {"seconds": t, "releases_per_s": n / t, "transport_seconds": b,
-                                       "ratio_to_transport": t / b}
+                                       "ratio_to_transport": t / b,
+                                       "server_cpu_ms_per_release": 1000 * server_cpu / (n * args.repeat),
+                                       "node_cpu_ms_per_release": 1000 * node_cpu / (n * args.repeat)}
         finally:
             proc.kill()
             proc.join()
@@ -164,7 +186,9 @@ def main() -> int:
         print(f"evidence verifications (sim, in process): {results['verifications_per_s']:.0f}/s")
         for n, r in results["sizes"].items():
             print(f"{n:>5} nodes to keys: {r['seconds']:.3f} s ({r['releases_per_s']:.0f} MAKE+releases/s); "
-                  f"transport only {r['transport_seconds']:.3f} s; ratio {r['ratio_to_transport']:.1f}x")
+                  f"transport only {r['transport_seconds']:.3f} s; ratio {r['ratio_to_transport']:.1f}x; "
+                  f"CPU per release: control plane {r['server_cpu_ms_per_release']:.2f} ms, "
+                  f"node {r['node_cpu_ms_per_release']:.2f} ms")
         if "100_nodes_vs_reference_1.5s" in results:
             print(f"100 nodes: {results['100_nodes_vs_reference_1.5s']:.2f} of the reference's 1.5 s, "
                   f"{results['100_nodes_vs_aim_0.75s']:.2f} of the 0.75 s aim")
