@@ -58,6 +58,13 @@ SEAL_PINNED_MAPS = abi.SEAL_INSTALL_MAPS + (REPLAY_MAP,)
 FROZEN_MAPS = abi.COUNTER_MAPS + (abi.SEAL_KEYS_MAP, abi.SEAL_SCRATCH_MAP)
 
 
+def _holds_kptrs(m: Map) -> bool:
+    """An AES-CCM data plane's key slots hold bpf_crypto contexts as kptrs: the kernel
+    cannot freeze such a map (ENOTSUPP), and user space cannot write a kptr anyway."""
+    return m.name == abi.SEAL_KEYS_MAP and \
+        abi.seal_suite_of_key_slot(m.value_size) == abi.SealSuite.AES_128_CCM
+
+
 class NodeError(Exception):
     """The node could not be (un)loaded; what was running is still running."""
 
@@ -324,7 +331,7 @@ def load_object(object_bytes: bytes, *, iface: str, netns: str | None, measureme
                                       path=keys_path)
                 names = {m.name for m in obj.maps()}
                 for name in FROZEN_MAPS:
-                    if name in names:
+                    if name in names and not _holds_kptrs(obj.map(name)):
                         obj.map(name).freeze()
                 pin_dir = _pin_dir_of(iface, netns, programs[EGRESS].info().id)
                 os.makedirs(pin_dir, mode=0o700)
