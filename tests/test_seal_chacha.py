@@ -8,11 +8,13 @@ in Python, sealed in Python and opened in BPF, any change refused.
 
 from __future__ import annotations
 
+import io
 import os
 import random
 from pathlib import Path
 
 import pytest
+from elftools.elf.elffile import ELFFile
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.poly1305 import Poly1305
@@ -208,3 +210,29 @@ def test_oversized_input_is_refused(cp) -> None:
     install_key(cp, os.urandom(32))
     assert seal(cp, bytes(12), b"", bytes(MAX_PAYLOAD + 1))[0] == TC_ACT_SHOT
     assert seal(cp, bytes(12), bytes(MAX_AAD + 1), b"x")[0] == TC_ACT_SHOT
+
+
+def _conditional_jumps(obj: bytes) -> dict[str, int]:
+    """Conditional jumps per function of the object's .text (BPF_JMP/JMP32 other than ja, call, exit)."""
+    elf = ELFFile(io.BytesIO(obj))
+    text = elf.get_section_by_name(".text")
+    code = text.data()
+    out = {}
+    for sym in elf.get_section_by_name(".symtab").iter_symbols():
+        if sym["st_info"]["type"] != "STT_FUNC" or elf.get_section(sym["st_shndx"]).name != ".text":
+            continue
+        body = code[sym["st_value"]:sym["st_value"] + sym["st_size"]]
+        ops = [body[i] for i in range(0, len(body), 8)]
+        out[sym.name] = sum(1 for op in ops if op & 0x07 in (0x05, 0x06) and op & 0xF0 not in (0x00, 0x80, 0x90))
+    return out
+
+
+@pytest.mark.parametrize("cpu", ["v1", "v3"])
+def test_no_branch_depends_on_key_or_data(bpf_compile, cpu: str) -> None:
+    """Constant time, checked on the code clang emits: the ChaCha20 block and Poly1305's final
+    reduction have no conditional jump at all, and each bpf_loop callback only its one bound
+    check on the public index."""
+    jumps = _conditional_jumps(bpf_compile(HARNESS.read_text(), f"chacha_ct_{cpu}", ("-I", str(INCLUDE), f"-mcpu={cpu}")))
+    assert jumps["chacha20_xor_block"] == 0 and jumps["poly1305_finish"] == 0
+    for callback in ("cp_chacha_block", "cp_poly_block", "cp_poly_chunk"):
+        assert jumps[callback] == 1, (callback, jumps)

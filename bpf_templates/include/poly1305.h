@@ -105,8 +105,10 @@ static __always_inline void poly1305_block(struct poly1305_state *st, __u32 m0, 
 		POLY1305_STORE(st);                                                      \
 	} while (0)
 
-/* The tag, (h mod 2^130 - 5) + s mod 2^128, as four little-endian words. */
-static __always_inline void poly1305_finish(const struct poly1305_state *st, __u32 tag[4])
+/* The tag, (h mod 2^130 - 5) + s mod 2^128, as four little-endian words.
+ * A function of its own, so a test can check the code clang made of the
+ * final reduction has no conditional jump. */
+static __noinline void poly1305_finish(const struct poly1305_state *st, __u32 tag[4])
 {
 	__u32 h0 = st->h[0], h1 = st->h[1], h2 = st->h[2], h3 = st->h[3], h4 = st->h[4];
 	__u32 g0, g1, g2, g3, g4, c, mask;
@@ -143,9 +145,11 @@ static __always_inline void poly1305_finish(const struct poly1305_state *st, __u
 	h2 = (h2 >> 12) | (h3 << 14);
 	h3 = (h3 >> 18) | (h4 << 8);
 
-	f = (__u64)h0 + st->s[0]; tag[0] = f;
-	f = (__u64)h1 + st->s[1] + (f >> 32); tag[1] = f;
-	f = (__u64)h2 + st->s[2] + (f >> 32); tag[2] = f;
+	/* Opaque sums: clang would otherwise add in 32 bits and find each carry
+	 * with a compare and branch, on secret values. */
+	f = (__u64)h0 + st->s[0]; poly1305_opaque(f); tag[0] = f;
+	f = (__u64)h1 + st->s[1] + (f >> 32); poly1305_opaque(f); tag[1] = f;
+	f = (__u64)h2 + st->s[2] + (f >> 32); poly1305_opaque(f); tag[2] = f;
 	f = (__u64)h3 + st->s[3] + (f >> 32); tag[3] = f;
 }
 
