@@ -65,8 +65,7 @@ class Chain:
              signer: rsa.RSAPrivateKey | None = None, **kw) -> x509.Certificate:
         exts = [x509.UnrecognizedExtension(x509.ObjectIdentifier(snp.OID_TCB[n]), _der_int(v)) for n, v in tcb.items()]
         hwid = chip_id if chip_id is not None else self.chip_id
-        exts.append(x509.UnrecognizedExtension(x509.ObjectIdentifier(snp.OID_HWID),
-                                               bytes([0x04, 0x40]) + hwid))
+        exts.append(x509.UnrecognizedExtension(x509.ObjectIdentifier(snp.OID_HWID), hwid))  # raw, as AMD does
         return _cert("SEV-VCEK", "SEV-Milan", key.public_key(), signer or self.ask_key, ca=False, extensions=exts, **kw)
 
     def crl(self, revoked: list[int], *, next_update: dt.datetime | None = None) -> bytes:

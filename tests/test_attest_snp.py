@@ -263,3 +263,48 @@ def test_key_broker_releases_on_snp_evidence_and_refuses_bad_chains(tmp_path) ->
                                         reasons):
                 assert expected in reason, reasons
     run(go())
+
+
+# ------------------------------------------------------------------ real published evidence
+
+
+def _real(*extra: str) -> subprocess.CompletedProcess:
+    argv = [SEALNET, "attest", "verify", "--tee", "sev-snp", "--evidence", str(DATA / "amd_milan_report.hex"),
+            "--vcek", str(DATA / "amd_milan_vcek.der"), "--ask", str(DATA / "amd_ask_milan.pem"),
+            "--ark", str(DATA / "amd_ark_milan.pem"), "--format", "json", *extra]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
+def test_a_real_milan_report_verifies_against_amds_own_chain() -> None:
+    """A genuine report and VCEK (serial number 0, as AMD issues them) under the pinned production ARK."""
+    out = _real()
+    assert out.returncode == 0, out.stderr
+    assert "Warning" not in out.stderr and "Traceback" not in out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["product"] == "Milan" and doc["report_version"] == 2 and not doc["debug"]
+    assert doc["launch_measurement"] == ("sha384:7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579"
+                                         "ea158d3e1a0dc39b2c60bd95b9c480cd81841f")
+    assert doc["reported_tcb"] == {"bootloader": 3, "tee": 0, "snp": 8, "microcode": 115}
+    # AMD's own CRL, signed by the same ARK, names neither the ASK nor this VCEK (while it is current) ...
+    assert _real("--crl", str(DATA / "amd_milan_crl.der"), "--at", "2026-09-01T00:00:00Z").returncode == 0
+    # ... and once it is past its next update it no longer vouches for anything.
+    late = _real("--crl", str(DATA / "amd_milan_crl.der"), "--at", "2026-10-05T00:00:00Z")
+    assert late.returncode == 1 and "CRL: expired at 2026-10-04" in late.stderr
+    assert "VCEK: not valid at" in _real("--at", "2031-01-01T00:00:00Z").stderr
+
+
+def test_a_real_report_with_one_bit_changed_or_another_vcek_is_refused(tmp_path) -> None:
+    raw = bytearray(bytes.fromhex((DATA / "amd_milan_report.hex").read_text()))
+    raw[0x90] ^= 1
+    (tmp_path / "flipped.bin").write_bytes(bytes(raw))
+    out = subprocess.run([SEALNET, "attest", "verify", "--tee", "sev-snp", "--evidence", str(tmp_path / "flipped.bin"),
+                          "--vcek", str(DATA / "amd_milan_vcek.der"), "--ask", str(DATA / "amd_ask_milan.pem"),
+                          "--ark", str(DATA / "amd_ark_milan.pem")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "report.signature: does not verify" in out.stderr
+    report = bytes.fromhex((DATA / "amd_milan_report.hex").read_text())
+    ask = snp.load_cert((DATA / "amd_ask_milan.pem").read_bytes(), "ASK")
+    ark = snp.load_cert((DATA / "amd_ark_milan.pem").read_bytes(), "ARK")
+    forged = LabSnp(CHAIN, LAUNCH)  # a VCEK from another chain, presented with AMD's ASK and ARK
+    with pytest.raises(EvidenceError, match="VCEK: signature does not verify with SEV-Milan"):
+        snp.verify(Evidence("sev-snp", report, {"vcek": der(forged.vcek_cert), "ask": der(ask), "ark": der(ark)}),
+                   snp.SnpPolicy())

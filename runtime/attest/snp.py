@@ -27,10 +27,12 @@ import datetime as dt
 import hashlib
 import struct
 import uuid
+import warnings
 from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
@@ -64,6 +66,11 @@ PINNED_ARKS = {
     "1249f67f15cf229a4069195e1a9ce537d1765ef706a1f4a123c36be9518786515d25ecc007f366b564d2b3f31c48082e": "Milan",
 }
 PSS_SHA384 = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
+# AMD's KDS issues VCEKs with serial number 0, which RFC 5280 disallows and `cryptography` parses with
+# a deprecation warning (read lazily, whenever the serial is looked at). The chain's signatures, not
+# the serial, make a VCEK genuine, so that one warning is silenced, and only it.
+warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive",
+                        category=CryptographyDeprecationWarning)
 
 
 @dataclass(frozen=True)
@@ -325,7 +332,9 @@ def verify_report(report: Report, leaf: x509.Certificate, policy: SnpPolicy) -> 
         raise EvidenceError("report.signature: does not verify with the VCEK (ECDSA P-384/SHA-384)")
     if report.signing_key == SIGNING_KEY_VCEK:
         hwid = _extension(leaf, OID_HWID)
-        if hwid is not None and not report.mask_chip_id and _der_value(hwid, 0x04) != report.chip_id:
+        if hwid is not None and len(hwid) == 66 and hwid[:2] == b"\x04\x40":
+            hwid = hwid[2:]  # tolerate a DER-wrapped hwID; AMD's KDS puts the 64 raw bytes in the extension
+        if hwid is not None and not report.mask_chip_id and hwid != report.chip_id:
             raise EvidenceError("report.chip_id: the VCEK was issued for another chip")
         reported = tcb_dict(report.reported_tcb)
         for name, oid in OID_TCB.items():
