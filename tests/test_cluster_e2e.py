@@ -77,7 +77,7 @@ def cluster(tmp_path: Path) -> Iterator[ClusterState]:
         proc = _sealnet("cluster", "up", str(POLICY), "--nodes", "2", "--state", state_dir, "--format", "json")
         assert proc.returncode == 0, proc.stderr
         up = json.loads(proc.stdout)
-        assert set(up["phases_s"]) == {"bundle", "topology", "keys", "nodes"}
+        assert list(up["phases_s"]) == ["bundle", "topology", "control planes", "keys", "nodes"]
         state = ClusterState.load(state_dir)
         assert state is not None and state.complete
         yield state
@@ -129,9 +129,15 @@ def test_sealed_workflow_denied_flows_and_a_clean_wan(cluster: ClusterState, tmp
     assert layout is not None
     policy = _policy()
     status = json.loads(_sealnet("cluster", "status", "--state", cluster.directory, "--format", "json").stdout)
-    agents = [h for h in status["hosts"] if h["processes"]]
+    agents = [h for h in status["hosts"] if h["role"] == "node" and h["processes"]]
     assert len(agents) == 4 and all(p["running"] for h in agents for p in h["processes"])
     assert all(h["data_plane"]["sealing"] for h in agents)
+    # One control plane per TEE domain, serving on the policy's address with simulated evidence.
+    controls = [h for h in status["hosts"] if h["role"] == "control"]
+    assert [h["name"] for h in controls] == ["hospital-cp", "lab-cp"]
+    assert all(p["role"] == "controlplane" and p["running"] for h in controls for p in h["processes"])
+    for h in controls:
+        assert "(SIMULATED evidence accepted)" in Path(h["processes"][0]["log"]).read_text()
     assert all(not h["processes"] for h in status["hosts"] if h["domain"] == "public")
 
     wan = capture.WanCapture(layout, str(tmp_path / "wan.pcap"))

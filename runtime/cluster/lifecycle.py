@@ -18,6 +18,7 @@ deployment without control planes and writes one static key file per domain
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import secrets
@@ -35,7 +36,7 @@ from sealnet.contracts.errors import OsCallError, UserError
 from sealnet.runtime import node
 from sealnet.runtime.cluster import topology
 from sealnet.runtime.cluster.state import ClusterState, Process
-from sealnet.runtime.cluster.topology import ROLE_NODE, UPLINK, Host
+from sealnet.runtime.cluster.topology import ROLE_CONTROL, ROLE_NODE, UPLINK, Host
 from sealnet.runtime.seal_keys import format_key_file
 from sealnet.runtime.seal_wire import PAIR_KEY_LEN
 
@@ -43,7 +44,9 @@ DEFAULT_STATE_DIR = "/run/sealnet-cluster"
 KEY_SOURCES = ("static",)
 AGENT_READY_EVENTS = ("loaded", "adopted", "keys_installed")  # the agent loaded with its keys: enforcing and sealing
 STOP_SECONDS = 10.0
-BIN_DIR = os.path.dirname(sys.executable)  # policyc and sealnet of this installation
+BIN_DIR = os.path.dirname(sys.executable)
+# A simulated TEE's launch measurement when the policy lists none for its domain.
+SIM_LAUNCH = "sha384:" + hashlib.sha384(b"sealnet simulated launch (no TEE)").hexdigest()  # policyc and sealnet of this installation
 
 
 class ClusterError(UserError):
@@ -85,12 +88,15 @@ def _run(argv: list[str], what: str, timeout: float = 300.0) -> str:
 # --------------------------------------------------------------------------- processes
 
 
-def _start(state: ClusterState, role: str, host: Host, argv: list[str]) -> Process:
+def _start(state: ClusterState, role: str, host: Host, argv: list[str], *, in_netns: bool = False) -> Process:
+    """Start `argv` (inside the host's namespace when `in_netns`: `ip netns exec`
+    execs it, so the recorded command line is still `argv`)."""
     logs = state.file("logs")
     os.makedirs(logs, exist_ok=True)
     log = os.path.join(logs, f"{role}-{host.name}.log")
+    spawn = ["ip", "netns", "exec", host.netns, *argv] if in_netns else argv
     with open(log, "ab") as out:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+        proc = subprocess.Popen(spawn, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
     record = Process(role, host.name, proc.pid, argv, log)
     state.processes.append(record)
     state.save()
@@ -214,6 +220,66 @@ def write_static_keys(state: ClusterState, policy: Policy) -> dict[str, str]:
     return paths
 
 
+def _sim_launch(policy: Policy, domain: str) -> str:
+    """The launch measurement a simulated TEE reports: the first one the
+    policy accepts for the domain (a TEE launched from an approved image),
+    else a fixed, recognisable stand-in."""
+    accepted = policy.domain(domain).measurements
+    return accepted[0] if accepted else SIM_LAUNCH
+
+
+def _start_control_planes(state: ClusterState, policy: Policy, controls: list[Host], observer: Observer,
+                          timeout: float) -> None:
+    """`sealnet controlplane serve` per TEE domain, in its namespace, with a
+    simulated platform key each; every control plane accepts the others'
+    simulated evidence and knows them as federation peers."""
+    cp_dir = state.file("cp")
+    os.makedirs(cp_dir, mode=0o700, exist_ok=True)
+    platform = {h.domain: os.path.join(cp_dir, f"{h.domain}.platform") for h in controls}
+    keygens = [subprocess.Popen([_tool("sealnet"), "attest", "sim-keygen", path], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE) for path in platform.values()]
+    for proc, path in zip(keygens, platform.values()):
+        _, err = proc.communicate(timeout=60)
+        if proc.returncode != 0:
+            raise ClusterError(f"sealnet attest sim-keygen {path} failed: {err.decode(errors='replace').strip()}")
+    allow = [arg for path in platform.values() for arg in ("--allow-sim", path + ".pub")]
+    assert state.bundle and state.authority_public
+    started = []
+    for host in controls:
+        peers = [arg for h in controls if h is not host for arg in ("--peer", f"{h.domain}=http://{h.address}:{h.port}")]
+        argv = [_tool("sealnet"), "controlplane", "serve", "--bundle", state.bundle, "--trust", state.authority_public,
+                "--domain", host.domain, "--db", os.path.join(cp_dir, f"{host.domain}.db"),
+                "--listen", f"{host.address}:{host.port}", "--sim-platform", platform[host.domain],
+                "--sim-launch", _sim_launch(policy, host.domain), *allow, *peers]
+        started.append(_start(state, "controlplane", host, argv, in_netns=True))
+    _wait_ready(started, _control_plane_ready, observer, timeout, "control plane")
+
+
+def _control_plane_ready(process: Process) -> bool:
+    try:
+        with open(process.log, "rb") as fh:
+            return b"serving domain" in fh.read()
+    except OSError:
+        return False
+
+
+def _wait_ready(started: list[Process], ready: Any, observer: Observer, timeout: float, what: str) -> None:
+    pending = list(started)
+    deadline = time.monotonic() + timeout
+    while pending:
+        for process in list(pending):
+            if ready(process):
+                pending.remove(process)
+            elif not alive(process):
+                raise ClusterError(f"{what} of {process.host} exited: {_last_line(process.log)}")
+        observer.advanced(len(started) - len(pending))
+        if pending and time.monotonic() > deadline:
+            raise ClusterError(f"{what} of {pending[0].host} not ready after {timeout:.0f} s: "
+                               f"{_last_line(pending[0].log)}")
+        if pending:
+            time.sleep(0.05)
+
+
 def _agent_ready(process: Process) -> bool:
     return any(e.get("event") in AGENT_READY_EVENTS for e in _log_events(process.log))
 
@@ -270,6 +336,12 @@ def _up(state: ClusterState, policy: Policy, observer: Observer, timeout: float)
         topology.build(layout, lambda done, total: observer.advanced(done))
         phase.detail = f"{len(layout.hosts)} namespaces behind the wan namespace {layout.wan_netns}"
 
+    controls = [h for h in layout.hosts if h.role == ROLE_CONTROL]
+    with _Phase(state, observer, "control planes", total=len(controls)) as phase:
+        _start_control_planes(state, policy, controls, observer, timeout)
+        phase.detail = (f"{len(controls)} serving with SIMULATED evidence (no TEE on this machine); "
+                        f"the node agents do not attest to them yet")
+
     with _Phase(state, observer, "keys") as phase:
         key_files = write_static_keys(state, policy)
         phase.detail = f"static key files for {', '.join(key_files)} (no attested release)"
@@ -281,20 +353,7 @@ def _up(state: ClusterState, policy: Policy, observer: Observer, timeout: float)
             argv = [_tool("sealnet"), "node", "run", "--iface", UPLINK, "--netns", host.netns,
                     "--bundle", state.bundle, "--trust", state.authority_public, "--keys", key_files[host.domain]]
             started.append(_start(state, "node", host, argv))
-        pending = list(started)
-        deadline = time.monotonic() + timeout
-        while pending:
-            for process in list(pending):
-                if _agent_ready(process):
-                    pending.remove(process)
-                elif not alive(process):
-                    raise ClusterError(f"node agent of {process.host} exited: {_last_line(process.log)}")
-            observer.advanced(len(started) - len(pending))
-            if pending and time.monotonic() > deadline:
-                raise ClusterError(f"node agent of {pending[0].host} not sealing after {timeout:.0f} s: "
-                                   f"{_last_line(pending[0].log)}")
-            if pending:
-                time.sleep(0.05)
+        _wait_ready(started, _agent_ready, observer, timeout, "node agent")
         untrusted = [h.name for h in layout.hosts if h.role == ROLE_NODE and h.domain not in key_files]
         phase.detail = (f"{len(agents)} node agents loaded, keyed and enforcing"
                         + (f"; {len(untrusted)} nodes of TEE-less domains run none" if untrusted else ""))
@@ -338,7 +397,7 @@ def _sweep_node_leftovers(cluster_id: str) -> int:
     return removed
 
 
-_OWNED = ("cluster.json", "authority.key", "authority.key.pub", "bundle.snb", "keys", "logs")
+_OWNED = ("cluster.json", "authority.key", "authority.key.pub", "bundle.snb", "keys", "cp", "logs")
 
 
 def down(state_dir: str, observer: Observer | None = None, *, keep_logs: bool = False) -> DownReport:
