@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"bundle       {args.bundle}")
         print(f"measurement  {measurement}")
         print(f"policy       {policy.get('name')} version {policy.get('version')}")
-        print(f"cipher suite {m.get('cipher_suite')} ({m.get('aes_implementation')})")
+        driver = f" ({m.get('aes_implementation')})" if m.get("cipher_suite") == "aes-ccm" else ""
+        print(f"cipher suite {m.get('cipher_suite')}{driver}")
         print(f"toolchain    policyc {m.get('toolchain', {}).get('policyc')}, clang {m.get('toolchain', {}).get('clang')}")
         for d in m.get("domains", []):
             print(f"domain       {d['name']} (tee {d['tee']}) nodes {', '.join(d['nodes']) or '-'}")
