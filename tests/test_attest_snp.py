@@ -58,9 +58,10 @@ def test_good_evidence_verifies_from_the_certificate_table() -> None:
     assert v.details["reported_tcb"] == TCB
 
 
-def test_the_real_amd_milan_ark_is_pinned_and_self_signed_with_pss() -> None:
-    ark = x509.load_pem_x509_certificate((DATA / "amd_ark_milan.pem").read_bytes())
-    assert snp.PINNED_ARKS[snp.spki_fingerprint(ark)] == "Milan"
+@pytest.mark.parametrize("product", ["Milan", "Genoa", "Turin"])
+def test_the_real_amd_arks_are_pinned_and_self_signed_with_pss(product: str) -> None:
+    ark = x509.load_pem_x509_certificate((DATA / f"amd_ark_{product.lower()}.pem").read_bytes())
+    assert snp.PINNED_ARKS[snp.spki_fingerprint(ark)] == product
     snp._check_pss(ark, ark, "ARK")  # AMD's own RSASSA-PSS/SHA-384 self-signature verifies
     # a lab chain whose root merely calls itself ARK-Milan is not pinned
     with pytest.raises(EvidenceError, match="not a pinned AMD root key"):

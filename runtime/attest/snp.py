@@ -64,6 +64,8 @@ OID_HWID = "1.3.6.1.4.1.3704.1.4"
 # SHA-384 of the SubjectPublicKeyInfo of AMD's production ARKs.
 PINNED_ARKS = {
     "1249f67f15cf229a4069195e1a9ce537d1765ef706a1f4a123c36be9518786515d25ecc007f366b564d2b3f31c48082e": "Milan",
+    "32ab53a6ce5ec14926207396e5c475ae768a6a9831b7e860b5acf2e1c1dff222bc5a8bfc43eb5e06393189c1f246d880": "Genoa",
+    "3475f08a9727f8ac9a1deaea5f2a2097aa59d64d05c2a678c229c873e6359d3a6926287a2a22cd5f88a385e333a2fcc5": "Turin",
 }
 PSS_SHA384 = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
 # AMD's KDS issues VCEKs with serial number 0, which RFC 5280 disallows and `cryptography` parses with
