@@ -55,9 +55,12 @@ class Release:
 
 async def _post(http: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> dict[str, Any]:
     async with http.post(url, json=body) as resp:
-        raw = await resp.content.read(MAX_BODY + 1)
-        if len(raw) > MAX_BODY:
-            raise ControlError("oversize", f"{url}: reply larger than {MAX_BODY} bytes")
+        raw, total = bytearray(), 0
+        while chunk := await resp.content.read(65536):  # a read returns what has arrived: read to the end
+            total += len(chunk)
+            if total > MAX_BODY:
+                raise ControlError("oversize", f"{url}: reply larger than {MAX_BODY} bytes")
+            raw += chunk
         try:
             doc = json.loads(raw)
         except (ValueError, UnicodeDecodeError):

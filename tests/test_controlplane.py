@@ -406,3 +406,41 @@ def test_a_release_that_cannot_be_recorded_is_not_released(tmp_path) -> None:
             assert err.value.code == "state" and "out of sender ids" in str(err.value)
             _assert_refused(cp, "state")
     run(go())
+
+
+def test_a_truncated_body_times_out_and_is_audited(tmp_path, monkeypatch) -> None:
+    """Content-Length promises more than arrives (a truncated or slow-loris request): 408, audited."""
+    from sealnet.runtime.controlplane import server as server_mod
+
+    monkeypatch.setattr(server_mod, "READ_TIMEOUT", 0.5)
+
+    async def go() -> None:
+        async with live(_broker(tmp_path)) as cp:
+            reader, writer = await asyncio.open_connection("127.0.0.1", cp.running.port)
+            writer.write(b"POST /v1/make/hello HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 5000\r\n\r\n{\"type\": \"client_hel")
+            await writer.drain()
+            status_line = await asyncio.wait_for(reader.readline(), 10)
+            writer.close()
+            assert b" 408 " in status_line, status_line
+            _assert_refused(cp, "timeout")
+    run(go())
+
+
+def test_a_body_that_arrives_in_pieces_is_read_whole(tmp_path) -> None:
+    """A ClientHello split across TCP segments with a pause between them is one request, not garbage."""
+    async def go() -> None:
+        async with live(_broker(tmp_path)) as cp:
+            body = json.dumps(_node().hello()).encode()
+            reader, writer = await asyncio.open_connection("127.0.0.1", cp.running.port)
+            writer.write(b"POST /v1/make/hello HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body[:40])
+            await writer.drain()
+            await asyncio.sleep(0.3)
+            writer.write(body[40:])
+            await writer.drain()
+            status_line = await asyncio.wait_for(reader.readline(), 10)
+            writer.close()
+            assert b" 200 " in status_line, status_line
+            assert cp.codes() == []
+    run(go())

@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from sealnet.runtime.controlplane.broker import Broker, Refused
@@ -27,15 +28,28 @@ MAX_BODY = 64 * 1024
 READ_TIMEOUT = 10.0
 
 
+async def read_limited(stream: Any, limit: int) -> bytes:
+    """The whole body (a read returns whatever has arrived, so read to the end), refusing more than `limit`."""
+    chunks, total = [], 0
+    while True:
+        chunk = await stream.read(65536)
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > limit:
+            raise Refused("oversize", f"body exceeds {limit} bytes", 413)
+        chunks.append(chunk)
+
+
 async def _body(request: web.Request) -> Any:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise Refused("oversize", f"request body of {request.content_length} bytes exceeds {MAX_BODY}", 413)
     try:
-        raw = await asyncio.wait_for(request.content.read(MAX_BODY + 1), READ_TIMEOUT)
+        raw = await asyncio.wait_for(read_limited(request.content, MAX_BODY), READ_TIMEOUT)
     except asyncio.TimeoutError:
-        raise Refused("timeout", f"request body not received within {READ_TIMEOUT:.0f} s", 408) from None
-    if len(raw) > MAX_BODY:
-        raise Refused("oversize", f"request body exceeds {MAX_BODY} bytes", 413)
+        raise Refused("timeout", f"request body not received within {READ_TIMEOUT:.1f} s", 408) from None
+    except (ConnectionError, aiohttp.ClientPayloadError) as exc:
+        raise Refused("malformed", f"request body cut short ({exc.__class__.__name__})", 400) from None
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
