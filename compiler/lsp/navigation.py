@@ -112,6 +112,8 @@ def _outline(stmt: ast.Statement) -> types.DocumentSymbol | None:
         return _symbol(stmt.name.name, f"{stmt.action.name} {stmt.match_text()}", K.Function, stmt.span, stmt.name.span)
     if isinstance(stmt, ast.DefaultDecl):
         return _symbol("default", stmt.action.name, K.Constant, stmt.span, stmt.span)
+    if isinstance(stmt, ast.CipherDecl):
+        return _symbol("cipher", stmt.suite.name, K.Constant, stmt.span, stmt.span)
     if isinstance(stmt, ast.AssertDecl):
         return _symbol(f"assert {stmt.kind.name}", stmt.match_text(), K.Boolean, stmt.span, stmt.span)
     return None

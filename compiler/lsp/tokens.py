@@ -12,12 +12,13 @@ from sealnet.compiler.checker import RESERVED
 from sealnet.compiler.ir import PROTO_NUMBERS, Action, AssertKind, TeeKind
 from sealnet.compiler.lsp import symbols
 from sealnet.compiler.lsp.document import Analysis
+from sealnet.contracts.manifest import CIPHER_SUITES
 
 TOKEN_TYPES = ["keyword", "namespace", "class", "property", "function", "enumMember", "number", "string",
                "comment", "operator"]
 _TYPE = {name: i for i, name in enumerate(TOKEN_TYPES)}
 VALUES = frozenset({a.value for a in Action} | set(PROTO_NUMBERS) | {k.value for k in AssertKind}
-                   | {k.value for k in TeeKind} | {"any", "plaintext"})
+                   | {k.value for k in TeeKind} | {"any", "plaintext"} | set(CIPHER_SUITES))
 KEYWORDS = frozenset(RESERVED - VALUES)
 _LEXEME = re.compile(r"""(?P<comment>\#.*)
                        |(?P<string>"[^"\n]*"?)
