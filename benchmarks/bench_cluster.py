@@ -7,7 +7,8 @@ Run (root, BPF, tcpdump not needed, the 'demo' extra):
    on a 2-nodes-per-domain cluster of examples/genomics.policy, three ways:
    plaintext (the namespaces, no data plane), Dask's own TLS (`tls://`, a
    private CA: what a Dask user would pick) on the same namespaces, and
-   sealnet (`cluster up`: every node's agent loaded and keyed). Each is the
+   sealnet (`cluster up`: every node's agent loaded and keyed), three
+   clusters side by side with their runs interleaved. Each figure is the
    median of `reps` runs after one warm-up run (which also checks the
    result); ratios are to plaintext measured in the same run.
 2. Initialisation, by phase, for clusters of 10, 100, 1,000 nodes (two TEE
@@ -55,43 +56,44 @@ default deny
 """
 
 
-def _makespans(deployment: Any, reps: int, samples: int, reads: int) -> tuple[list[float], bool]:
-    first = deployment.run(samples=samples, reads=reads, check=True)  # warm-up, and the result is right
-    times = [deployment.run(samples=samples, reads=reads, check=False)["makespan_s"] for _ in range(reps)]
-    return times, bool(first["checked"])
-
-
 def bench_pipeline(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Three clusters side by side (each its own wan namespace, so their
+    addresses may repeat), one Dask deployment each, runs interleaved
+    round-robin so that the machine's load drifts over all three alike."""
     policy, _ = load_policy(str(POLICY))
     results: dict[str, Any] = {}
-    layout = topology.plan(policy, 2, "bp" + os.urandom(3).hex())
-    try:
-        topology.build(layout)
-        for name, tls in (("plaintext", False), ("dask-tls", True)):
-            deployment = genomics_dask.deploy(layout, policy, work / name, tls=tls)
-            try:
-                times, checked = _makespans(deployment, args.reps, args.samples, args.reads)
-            finally:
-                deployment.stop()
-            results[name] = {"median_s": statistics.median(times), "runs_s": times, "checked": checked}
-            print(f"pipeline {name:<10} {statistics.median(times):.3f} s", flush=True)
-    finally:
-        topology.teardown(layout.cluster_id)
+    layouts = []
+    deployments: dict[str, Any] = {}
     state_dir = str(work / "sealnet-cluster")
     try:
-        state = lifecycle.up(str(POLICY), 2, state_dir)
-        assert state.layout is not None
-        deployment = genomics_dask.deploy(state.layout, policy, work / "sealnet")
+        for name, tls in (("plaintext", False), ("dask-tls", True)):
+            layout = topology.plan(policy, 2, "bp" + os.urandom(3).hex())
+            layouts.append(layout)
+            topology.build(layout)
+            deployments[name] = genomics_dask.deploy(layout, policy, work / name, tls=tls)
         try:
-            times, checked = _makespans(deployment, args.reps, args.samples, args.reads)
-        finally:
-            deployment.stop()
-        results["sealnet"] = {"median_s": statistics.median(times), "runs_s": times, "checked": checked}
-        print(f"pipeline {'sealnet':<10} {statistics.median(times):.3f} s", flush=True)
-    except Exception as exc:
-        results["sealnet"] = {"unavailable": str(exc).splitlines()[0][:300]}
-        print(f"pipeline sealnet unavailable: {results['sealnet']['unavailable']}", flush=True)
+            state = lifecycle.up(str(POLICY), 2, state_dir)
+            assert state.layout is not None
+            deployments["sealnet"] = genomics_dask.deploy(state.layout, policy, work / "sealnet")
+        except Exception as exc:
+            results["sealnet"] = {"unavailable": str(exc).splitlines()[0][:300]}
+            print(f"pipeline sealnet unavailable: {results['sealnet']['unavailable']}", flush=True)
+        runs: dict[str, list[float]] = {name: [] for name in deployments}
+        checked: dict[str, bool] = {}
+        for name, dep in deployments.items():  # warm-up, and the result is right
+            checked[name] = bool(dep.run(samples=args.samples, reads=args.reads, check=True)["checked"])
+        for _ in range(args.reps):
+            for name, dep in deployments.items():
+                runs[name].append(dep.run(samples=args.samples, reads=args.reads, check=False)["makespan_s"])
+        for name, times in runs.items():
+            results[name] = {"median_s": statistics.median(times), "runs_s": times, "checked": checked[name]}
+            print(f"pipeline {name:<10} {statistics.median(times):.3f} s  runs {', '.join(f'{t:.3f}' for t in times)}",
+                  flush=True)
     finally:
+        for dep in deployments.values():
+            dep.stop()
+        for layout in layouts:
+            topology.teardown(layout.cluster_id)
         lifecycle.down(state_dir)
     base = results["plaintext"]["median_s"]
     for r in results.values():

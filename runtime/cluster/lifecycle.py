@@ -34,6 +34,7 @@ from sealnet.compiler.frontend import load_policy
 from sealnet.compiler.ir import Policy, TeeKind
 from sealnet.contracts.errors import OsCallError, UserError
 from sealnet.runtime import node
+from sealnet.runtime.attest.sim import SimPlatform
 from sealnet.runtime.cluster import topology
 from sealnet.runtime.cluster.state import ClusterState, Process
 from sealnet.runtime.cluster.topology import ROLE_CONTROL, ROLE_NODE, UPLINK, Host
@@ -88,16 +89,18 @@ def _run(argv: list[str], what: str, timeout: float = 300.0) -> str:
 # --------------------------------------------------------------------------- processes
 
 
+_NETNS_EXEC = ("ip", "netns", "exec")
+
+
 def _start(state: ClusterState, role: str, host: Host, argv: list[str], *, in_netns: bool = False) -> Process:
-    """Start `argv` (inside the host's namespace when `in_netns`: `ip netns exec`
-    execs it, so the recorded command line is still `argv`)."""
+    """Start `argv`, inside the host's namespace when `in_netns`, and record it."""
     logs = state.file("logs")
     os.makedirs(logs, exist_ok=True)
     log = os.path.join(logs, f"{role}-{host.name}.log")
-    spawn = ["ip", "netns", "exec", host.netns, *argv] if in_netns else argv
+    spawn = [*_NETNS_EXEC, host.netns, *argv] if in_netns else argv
     with open(log, "ab") as out:
         proc = subprocess.Popen(spawn, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
-    record = Process(role, host.name, proc.pid, argv, log)
+    record = Process(role, host.name, proc.pid, spawn, log)
     state.processes.append(record)
     state.save()
     return record
@@ -105,11 +108,15 @@ def _start(state: ClusterState, role: str, host: Host, argv: list[str], *, in_ne
 
 def _ours(process: Process) -> bool:
     """The pid still runs the command we started (pids are reused). A script's
-    interpreter comes first in /proc/PID/cmdline, so compare the tail."""
-    want = [a.encode() for a in process.argv]
+    interpreter comes first in /proc/PID/cmdline, so compare the tail; a
+    command started in a namespace is `ip netns exec NS argv` until ip execs it."""
+    wanted = [process.argv]
+    if process.argv[: len(_NETNS_EXEC)] == list(_NETNS_EXEC):
+        wanted.append(process.argv[len(_NETNS_EXEC) + 1 :])
     try:
         with open(f"/proc/{process.pid}/cmdline", "rb") as fh:
-            return fh.read().split(b"\0")[:-1][-len(want):] == want
+            running = [a.decode(errors="replace") for a in fh.read().split(b"\0")[:-1]]
+            return any(running[-len(want):] == want for want in wanted)
     except OSError:
         return False
 
@@ -231,17 +238,18 @@ def _sim_launch(policy: Policy, domain: str) -> str:
 def _start_control_planes(state: ClusterState, policy: Policy, controls: list[Host], observer: Observer,
                           timeout: float) -> None:
     """`sealnet controlplane serve` per TEE domain, in its namespace, with a
-    simulated platform key each; every control plane accepts the others'
-    simulated evidence and knows them as federation peers."""
+    simulated platform key each (as `sealnet attest sim-keygen` makes them);
+    every control plane accepts the others' simulated evidence and knows
+    them as federation peers."""
     cp_dir = state.file("cp")
     os.makedirs(cp_dir, mode=0o700, exist_ok=True)
     platform = {h.domain: os.path.join(cp_dir, f"{h.domain}.platform") for h in controls}
-    keygens = [subprocess.Popen([_tool("sealnet"), "attest", "sim-keygen", path], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE) for path in platform.values()]
-    for proc, path in zip(keygens, platform.values()):
-        _, err = proc.communicate(timeout=60)
-        if proc.returncode != 0:
-            raise ClusterError(f"sealnet attest sim-keygen {path} failed: {err.decode(errors='replace').strip()}")
+    for path in platform.values():
+        # What `sealnet attest sim-keygen` writes, without a process per key.
+        key = SimPlatform.generate(bytes(48))
+        key.save(path)
+        with open(path + ".pub", "wb") as fh:
+            fh.write(key.public_pem())
     allow = [arg for path in platform.values() for arg in ("--allow-sim", path + ".pub")]
     assert state.bundle and state.authority_public
     started = []
