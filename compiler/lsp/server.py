@@ -78,8 +78,8 @@ class PolicyServer(LanguageServer):
 
     def close(self, uri: str) -> None:
         state = self.documents.pop(uri, None)
-        if state is not None and state.pending is not None and self._background is not None:
-            self._background.cancel("as the document closed")
+        if state is not None and self._background is not None:
+            self._background.cancel(uri, "as the document closed")
         self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
     # -- background results ---------------------------------------------------------------------

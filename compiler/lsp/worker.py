@@ -139,11 +139,12 @@ class Worker:
 
 
 class Background:
-    """One verification at a time; a newer edit supersedes the job in flight.
+    """Verification jobs, one at a time, the latest text of each document first come first served.
 
-    While a job is checking or verifying, a newer edit kills its worker (the
-    spare takes over). Once its findings are out and it only proves fixes,
-    the worker notices the newer job waiting and stops on its own.
+    A newer edit of the document being checked or verified kills that job's
+    worker (the spare takes over at once). Another document's job waits until
+    the current one has its findings out; a job that only proves fixes gives
+    way to any newer job: its worker sees the job waiting and stops.
     """
 
     def __init__(self, on_message: Callable[[tuple], None], log: Callable[[str], None]):
@@ -151,30 +152,45 @@ class Background:
         self.log = log
         self._active: Worker | None = None
         self._spare: Worker | None = None
-        self._job: Job | None = None
-        self._phase = "idle"  # idle | waiting | checking | verifying | fixing
+        self._job: Job | None = None  # sent to the active worker
+        self._phase = "idle"  # of that job: idle | checking | verifying | fixing
+        self._queue: dict[str, Job] = {}  # the latest text of each document waiting, in order
         self._timer: asyncio.TimerHandle | None = None
         self._next_id = 1
         self.cancelled = 0
 
+    @property
+    def _busy(self) -> bool:
+        """The active job must not be interrupted by another document's job."""
+        return self._phase in ("checking", "verifying")
+
     def submit(self, uri: str, version: int | None, text: str) -> Job:
         job = Job(self._next_id, uri, version, text)
         self._next_id += 1
-        self.cancel("by a newer edit")
-        self._job, self._phase = job, "waiting"
-        self._timer = asyncio.get_running_loop().call_later(DEBOUNCE_S, self._start, job)
-        return job
-
-    def cancel(self, why: str) -> None:
+        self._queue.pop(uri, None)
+        self._queue[uri] = job
+        if self._job is not None and self._job.uri == uri:
+            self._stop("by a newer edit")
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
-        if self._job is not None and self._phase != "idle":
+        self._timer = asyncio.get_running_loop().call_later(DEBOUNCE_S, self._pump)
+        return job
+
+    def cancel(self, uri: str, why: str) -> None:
+        """Forget a document's jobs (it closed)."""
+        self._queue.pop(uri, None)
+        if self._job is not None and self._job.uri == uri:
+            self._stop(why)
+
+    def _stop(self, why: str) -> None:
+        """Stop the active job: kill its worker if it is still checking or verifying."""
+        assert self._job is not None
+        if self._phase != "idle":
             self.cancelled += 1
             self.log(f"verification of {self._job.uri} version {self._job.version} cancelled {why}")
-            if self._phase in ("checking", "verifying") and self._active is not None:
-                self._active.kill()  # Z3 cannot be stopped mid-query: stop the process
-                self._active = None
+        if self._busy and self._active is not None:
+            self._active.kill()  # Z3 cannot be stopped mid-query: stop the process
+            self._active = None
         self._job, self._phase = None, "idle"
 
     def prestart(self) -> None:
@@ -189,30 +205,32 @@ class Background:
             self._spare = Worker(self._deliver, loop)
         return self._active
 
-    def _start(self, job: Job) -> None:
+    def _pump(self) -> None:
+        """Start the next waiting job unless the active one must finish first."""
         self._timer = None
-        if job is not self._job:
+        if self._busy or not self._queue:
             return
+        job = self._queue.pop(next(iter(self._queue)))
         worker = self._worker()
         if not worker.send("job", job):
             worker.kill()
             self._active = None
-            worker = self._worker()
-            worker.send("job", job)
-        self._phase = "checking"
+            self._worker().send("job", job)
+        self._job, self._phase = job, "checking"
         if self._spare is not None:
             self._spare.send("warm", job)
 
     def _deliver(self, worker: Worker, message: tuple) -> None:
         kind = message[0]
         if kind == "exited":
-            if worker is self._active:
-                self._active = None
-                if self._phase in ("checking", "verifying", "fixing") and self._job is not None:
-                    self.log(f"the verifier process exited while verifying version {self._job.version}")
-                    self._phase = "idle"
             if worker is self._spare:
                 self._spare = None
+            if worker is self._active:
+                self._active = None
+                if self._phase != "idle" and self._job is not None:
+                    self.log(f"the verifier process exited while verifying version {self._job.version}")
+                self._job, self._phase = None, "idle"
+                self._pump()
             return
         if kind == "ready" or worker is not self._active:
             return
@@ -220,10 +238,20 @@ class Background:
         if self._job is None or job.id != self._job.id:
             return  # superseded
         self._phase = {"checked": "verifying", "verified": "fixing", "done": "idle"}.get(kind, self._phase)
+        if kind == "checked" and message[3]:
+            self._phase = "fixing"  # errors: nothing to verify, the worker is about to say done
         self.on_message(message)
+        if kind == "done":
+            self._job = None
+        if kind in ("checked", "verified", "done") and self._timer is None:
+            self._pump()
 
     def close(self) -> None:
-        self.cancel("at shutdown")
+        if self._timer is not None:
+            self._timer.cancel()
+        self._queue.clear()
+        if self._job is not None:
+            self._stop("at shutdown")
         for worker in (self._active, self._spare):
             if worker is not None:
                 worker.kill()
