@@ -236,3 +236,24 @@ def test_no_branch_depends_on_key_or_data(bpf_compile, cpu: str) -> None:
     assert jumps["chacha20_xor_block"] == 0 and jumps["poly1305_finish"] == 0
     for callback in ("cp_chacha_block", "cp_poly_block", "cp_poly_chunk"):
         assert jumps[callback] == 1, (callback, jumps)
+
+
+# RFC 8439 A.3 #5 and #6, the final reduction's edge cases, with the RFC's tags; then edge-case
+# messages in the spirit of #7..#9 (carries through every limb), checked against cryptography.
+POLY_EDGE_CASES = [
+    (bytes([2]) + bytes(31), bytes([0xFF]) * 16, bytes([3]) + bytes(15)),
+    (bytes([2]) + bytes(15) + bytes([0xFF]) * 16, bytes([2]) + bytes(15), bytes([3]) + bytes(15)),
+    (bytes([1]) + bytes(31), bytes([0xFF]) * 16 + bytes([0xF0]) + bytes([0xFF]) * 15 + bytes([0x11]) + bytes(15), None),
+    (bytes([1]) + bytes(31), bytes([0xFF]) * 16 + bytes([0xFB]) + bytes([0xFE]) * 15 + bytes([1]) * 16, None),
+    (bytes([2]) + bytes(31), bytes([0xFD]) + bytes([0xFF]) * 15, None),
+]
+
+
+@pytest.mark.parametrize("key, message, tag", POLY_EDGE_CASES)
+def test_poly1305_reduction_edge_cases(cp, key: bytes, message: bytes, tag: bytes | None) -> None:
+    install_key(cp, key)
+    retval, scratch = _run(cp, "cp_poly_test", bytes(12), b"", message)
+    assert retval == TC_ACT_OK
+    assert scratch[TAG_AT] == Poly1305.generate_tag(key, message)
+    if tag is not None:
+        assert scratch[TAG_AT] == tag
