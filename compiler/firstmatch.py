@@ -24,11 +24,15 @@ CUBE_BUDGET = DEFAULT_CUBE_BUDGET
 Piece = tuple[Rule | None, Match]  # (deciding rule or None for the default, its packets)
 
 
-def _host(intervals: IntervalSet) -> int:
-    """An address of the set a reader recognises: the first host after a .0 network address."""
+def _host(intervals: IntervalSet, avoid: int | None = None) -> int:
+    """An address of the set a reader recognises: the first host after a .0 network
+    address (and another one than `avoid`, the source, when the set has one)."""
     for lo, hi in intervals:
-        if lo & 0xFF == 0 and lo + 1 <= hi:
-            return lo + 1
+        first = lo + 1 if lo & 0xFF == 0 and lo + 1 <= hi else lo
+        if first == avoid and first + 1 <= hi:
+            first += 1
+        if first != avoid or (lo, hi) == intervals[-1]:
+            return first
     return intervals[0][0]
 
 
@@ -45,14 +49,16 @@ def cube_point(cube: Cube) -> Packet | None:
     """A well-formed packet of one cube (ports only for tcp/udp), or None."""
     if cube.is_empty():
         return None
+    src = _host(cube.src)
+    dst = _host(cube.dst, avoid=src)
     for proto in PORTED_PROTOCOLS:
         if contains(cube.proto, proto):
-            return Packet(_host(cube.src), _host(cube.dst), proto, 0, _port(cube.dport))
+            return Packet(src, dst, proto, 0, _port(cube.dport))
     if contains(cube.dport, 0):
         for lo, hi in cube.proto:
             for p in range(lo, min(hi, lo + 3) + 1):
                 if p not in PORTED_PROTOCOLS:
-                    return Packet(_host(cube.src), _host(cube.dst), p, 0, 0)
+                    return Packet(src, dst, p, 0, 0)
     return None
 
 

@@ -96,14 +96,27 @@ def test_diff_cli(tmp_path, capsys) -> None:
     assert main(["diff", str(old), str(old)]) == 0
     assert "equivalent" in capsys.readouterr().out
     new.write_text(HEADER + DOMAINS + "rule s: deny tcp from a to b port 22\nrule r: seal tcp from a to b\n")
-    assert main(["diff", "--format", "json", str(old), str(new)]) == 1
+    assert main(["diff", "--format", "json", str(old), str(new)]) == 0  # as git diff: 1 only with --exit-code
+    capsys.readouterr()
+    assert main(["diff", "--exit-code", "--format", "json", str(old), str(new)]) == 1
     data = json.loads(capsys.readouterr().out)
+    assert data["status"] == "different"
+    (group,) = data["changes"]
+    assert (group["src_domain"], group["dst_domain"], group["old_action"], group["new_action"]) == ("a", "b", "seal", "deny")
+    (region,) = group["regions"]
+    assert (region["src"], region["dst"], region["proto"], region["dport"]) == (
+        ["198.18.1.0/24"], ["198.18.2.0/24"], ["tcp"], ["22"])
+    assert region["packets"] == 256 * 256
     (d,) = data["differences"]
     assert (d["old"]["rule"], d["old"]["action"], d["new"]["rule"], d["new"]["action"]) == ("r", "seal", "s", "deny")
     assert d["witness"]["dport"] == 22 and d["witness"]["proto"] == "tcp"
     broken = tmp_path / "broken.policy"
     broken.write_text("policy x\n")
-    assert main(["diff", str(old), str(broken)]) == 2
+    assert main(["diff", str(old), str(broken)]) == 1  # a policy with errors: its errors are the findings
+    capsys.readouterr()
+    assert main(["diff", "--format", "json", str(old), str(broken)]) == 1
+    assert json.loads(capsys.readouterr().out)["status"] == "error"
+    assert main(["diff", str(old), str(tmp_path / "missing.policy")]) == 2  # unreadable input
 
 
 @pytest.mark.parametrize("name", ["pipeline", "genomics", "federation"])

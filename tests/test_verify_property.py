@@ -119,3 +119,50 @@ def test_diff_matches_enumeration(old_text: str, new_text: str) -> None:
     assert {(d.old_rule, d.new_rule) for d in result.differences} == expected
     assert result.equivalent == (not expected)
     assert diff(old, old, universe=UNIVERSE).equivalent
+
+
+@SETTINGS
+@given(small_policies(n_max=8))
+def test_blocking_sets_are_minimal_and_complete(text: str) -> None:
+    """For a rule that decides nothing: the named earlier rules match all its packets (none
+    missing), each is needed (none unnecessary) and decides some of them; another action first."""
+    policy = compile_ok(text)
+    by_name = {r.name: r for r in policy.rules}
+    report = verify(policy, universe=UNIVERSE)
+    for f in report.findings:
+        if f.kind not in ("shadowed", "redundant", "unreachable") or len(f.rules) < 2:
+            continue
+        rule, blockers = by_name[f.rules[0]], [by_name[n] for n in f.rules[1:]]
+        mine = [pkt for pkt in PACKETS if rule.match.matches(pkt)]
+        assert mine and all(b.index < rule.index for b in blockers)
+        assert all(any(b.match.matches(pkt) for b in blockers) for pkt in mine), "a blocking rule is missing"
+        for b in blockers:
+            others = [o for o in blockers if o is not b]
+            assert not all(any(o.match.matches(pkt) for o in others) for pkt in mine), f"`{b.name}` is unnecessary"
+            assert any(decide(policy, pkt).rule is b for pkt in mine), f"`{b.name}` decides none of its packets"
+        if any(b.action is not rule.action for b in blockers):
+            assert blockers[0].action is not rule.action
+    correlated = [f.rules[0] for f in report.findings if f.kind == "correlated"]
+    assert len(correlated) == len(set(correlated)), "correlated warnings are grouped per rule"
+
+
+@SETTINGS
+@given(small_policies(), small_policies())
+def test_diff_regions_are_exact(old_text: str, new_text: str) -> None:
+    """Every packet of a reported region changes as reported; no change lies outside them."""
+    old, new = compile_ok(old_text), compile_ok(new_text)
+    result = diff(old, new, universe=UNIVERSE)
+    assert not result.unknown and not result.truncated
+    for pkt in PACKETS:
+        a, b = decide(old, pkt), decide(new, pkt)
+        holders = [r for r in result.regions if r.cube.matches(pkt)]
+        if a.action is b.action:
+            assert not holders, f"{pkt} is unchanged but lies in a reported region"
+            continue
+        assert len(holders) == 1, f"{pkt} changes and lies in {len(holders)} regions"
+        r = holders[0]
+        assert r.exact and (r.old_rule, r.new_rule) == (a.rule_name, b.rule_name)
+        assert (r.old_action, r.new_action) == (a.action, b.action)
+    for r in result.regions:
+        inside = [pkt for pkt in PACKETS if r.cube.matches(pkt)]
+        assert r.witness in inside and r.packets == len(inside)
