@@ -262,6 +262,9 @@ async def test_symbols_completion_tokens_and_formatting(client: LanguageClient):
         text_document=doc(), position=types.Position(line=LINE["no_ssh"], character=len("rule no_ssh:    deny tcp from "))))
     labels = {i.label for i in (items.items if isinstance(items, types.CompletionList) else items)}  # type: ignore[union-attr]
     assert {"hospital", "lab", "genomics.align", "genomics.ingest", "any", "port"} <= labels
+    after_dot = await client.text_document_completion_async(types.CompletionParams(
+        text_document=doc(), position=pos(LINE["to_align"], messy, "genomics.", len("genomics."))))
+    assert {i.label for i in after_dot} == {"ingest", "align"}  # type: ignore[union-attr]
     start = await client.text_document_completion_async(types.CompletionParams(
         text_document=doc(), position=types.Position(line=LINE[""], character=0)))
     assert {i.label for i in start} == set(STATEMENT_KEYWORDS)  # type: ignore[union-attr]

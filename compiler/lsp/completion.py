@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 from lsprotocol import types
 
 from sealnet.compiler.lsp import symbols
 from sealnet.compiler.lsp.document import Analysis
 from sealnet.compiler.lsp.tokens import KEYWORDS, VALUES
 from sealnet.compiler.parser import STATEMENT_KEYWORDS
+
+
+_WORKFLOW_DOT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)*)\.[A-Za-z0-9_-]*$")
 
 
 def completions(analysis: Analysis, line: int, character: int) -> list[types.CompletionItem]:
@@ -18,6 +23,12 @@ def completions(analysis: Analysis, line: int, character: int) -> list[types.Com
         # At the start of a line: a statement.
         return [types.CompletionItem(label=k, kind=K.Keyword) for k in STATEMENT_KEYWORDS]
     decls = symbols.declarations(analysis)
+    qualified = _WORKFLOW_DOT.search(prefix)
+    if qualified is not None:
+        # After `workflow.`: that workflow's stages.
+        workflow = qualified.group(1)
+        return [types.CompletionItem(label=stage, kind=K.Field, detail=f"stage in {decl.domain.name}")
+                for (wf, stage), decl in decls.stages.items() if wf == workflow]
     items = [types.CompletionItem(label=k, kind=K.Keyword) for k in sorted(KEYWORDS)]
     items += [types.CompletionItem(label=v, kind=K.EnumMember) for v in sorted(VALUES)]
     items += [types.CompletionItem(label=d, kind=K.Module, detail="domain") for d in decls.domains]

@@ -156,9 +156,10 @@ class FrontEnd:
     _body: dict[str, tuple[Diagnostic, ...]] = field(default_factory=dict)  # chunk text -> diagnostics at offset 0
     _cross: dict[tuple[str, int], tuple[Diagnostic, ...]] = field(default_factory=dict)  # from the last full check
 
-    def analyse(self, text: str, version: int | None = None, check_body: bool = True) -> Analysis:
+    def analyse(self, text: str, version: int | None = None, check: bool = True) -> Analysis:
+        """The text's statements and, with `check`, its provisional checker diagnostics."""
         chunks = self._split(text)
-        checker = self._check(chunks, check_body) if any(c.parsed[0] is not None for c in chunks) else []
+        checker = self._check(chunks) if check and any(c.parsed[0] is not None for c in chunks) else []
         return Analysis(self.uri, version, text, chunks, checker)
 
     def parse_only(self, text: str) -> Analysis:
@@ -184,7 +185,7 @@ class FrontEnd:
             self._chunks, self._parsed = placed, parsed
         return chunks
 
-    def _check(self, chunks: list[Chunk], check_body: bool) -> list[Diagnostic]:
+    def _check(self, chunks: list[Chunk]) -> list[Diagnostic]:
         decls = [c for c in chunks if c.parsed[0] is not None and not c.is_body]
         body = [c for c in chunks if c.is_body]
         if not any(isinstance(c.parsed[0], ast.PolicyHeader) for c in decls):
@@ -203,7 +204,7 @@ class FrontEnd:
             self._decl_diagnostics = [_relocate(d, self._decl_offsets, offsets) for d in self._decl_diagnostics]
         self._decl_offsets = offsets
         missing = list({c.text: c for c in body if c.text not in self._body}.values())
-        if missing and check_body:
+        if missing:
             self._check_body(decls, missing)
         out = list(self._decl_diagnostics)
         for c, key in zip(body, _occurrence_keys(body)):

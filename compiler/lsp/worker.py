@@ -61,8 +61,7 @@ def serve(conn: Connection) -> None:
         kind, job = message
         front_end = front_ends.setdefault(job.uri, FrontEnd(job.uri))
         if kind == "warm":
-            front_end.parse_only(job.text)
-            front_end.analyse(job.text, check_body=False)
+            front_end.analyse(job.text, check=False)  # parse now: the job may come here next
             continue
         try:
             _run(conn, front_end, job)
@@ -75,7 +74,7 @@ def serve(conn: Connection) -> None:
 
 
 def _run(conn: Connection, front_end: FrontEnd, job: Job) -> None:
-    analysis = front_end.analyse(job.text, job.version, check_body=False)
+    analysis = front_end.analyse(job.text, job.version, check=False)  # the full check follows
     if analysis.syntax:
         conn.send(("checked", job, [], True))
         return
