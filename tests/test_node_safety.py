@@ -656,3 +656,65 @@ def test_node_run_loads_rotates_on_sighup_stops_on_sigterm_and_is_adopted_on_res
     finally:
         assert again.stop() == 0
         node.unload(veth.a, ns_a, open_sealed_flows=True)
+
+
+# ------------------------------------------------------------------ sequence ends, stream table churn
+
+
+@pytest.mark.kernel
+def test_a_counter_at_the_end_of_its_generation_stops_sealing_and_the_agent_renews_it(tmp_path) -> None:
+    from sealnet.contracts import abi
+    from sealnet.runtime.packets import udp
+    from sealing import ADDR, TC_ACT_OK, TC_ACT_SHOT, SealedDatapath
+
+    dp = SealedDatapath.load(str(tmp_path))
+    try:
+        dp.install({("a", "b"): {"current": (1, pair_key())}})
+        seq_map = dp.obj.map(abi.SEAL_SEQ_MAP)
+        base = int.from_bytes(seq_map.lookup_percpu(bytes(4))[0], "little") & ~((1 << 32) - 1)
+        seq_map.update(bytes(4), (base + nonce_ledger.COUNT_END - 2).to_bytes(8, "little"))
+        packet = udp(ADDR["a"], ADDR["b"], b"near the end")
+        retval, sealed = dp.egress(packet)
+        assert retval == TC_ACT_OK
+        assert seal_wire.SealHeader.unpack(sealed[28:]).seq == base + nonce_ledger.COUNT_END - 1
+        for _ in range(50):  # past the end: dropped, and the counter does not creep on
+            assert dp.egress(packet)[0] == TC_ACT_SHOT
+        counts = [int.from_bytes(v, "little") for v in seq_map.lookup_percpu(bytes(4))]
+        assert max(c & ((1 << 32) - 1) for c in counts) <= nonce_ledger.COUNT_END + 1
+        assert all(c >> 32 == base >> 32 for c in counts if c)  # never into the next generation
+        # A fresh generation (what `node run` does from 2^31 on) seals again, in newer numbers.
+        dp.install({("a", "b"): {"current": (1, pair_key())}}, sender=dp.sender)
+        retval, sealed = dp.egress(packet)
+        assert retval == TC_ACT_OK and seal_wire.SealHeader.unpack(sealed[28:]).seq >> 32 > base >> 32
+    finally:
+        dp.close()
+
+
+@pytest.mark.kernel
+def test_finding_9_an_epoch_released_after_rotation_leaves_the_stream_table(tmp_path) -> None:
+    from sealnet.contracts import abi
+    from sealnet.runtime import seal_keys
+    from sealnet.runtime.packets import udp
+    from sealing import ADDR, TC_ACT_OK, SealedDatapath
+
+    dp = SealedDatapath.load(str(tmp_path))
+    try:
+        first, second = pair_key(), pair_key()
+        dp.install({("a", "b"): {"current": (5, first), "next": (6, second)}})
+        key5 = dp.direction_key("b", "a", "current")
+        packet = udp(ADDR["b"], ADDR["a"], b"from many senders")
+        for sender in range(1, 201):  # 200 streams of epoch 5 (senders reloading, CPUs, ...)
+            sealed = seal_wire.seal(packet, key5, dp.header(epoch=5, sender=sender, cpu=0, seq=1))
+            assert dp.ingress(sealed)[0] == TC_ACT_OK
+        replay = dp.obj.map(abi.SEAL_REPLAY_MAP)
+        assert len(list(replay.keys())) == 200
+        dp.install({("a", "b"): {"current": (6, second), "next": (7, pair_key())}})  # rotate; 5 is previous
+        released = seal_keys.retire_previous(dp.handles())  # the grace period ends
+        assert {epoch for _, epoch in released} == {5}
+        assert seal_keys.forget_streams(replay, released) == 200
+        assert list(replay.keys()) == []
+        # None of those packets opens again: their key is gone with their windows.
+        old = seal_wire.seal(packet, key5, dp.header(epoch=5, sender=1, cpu=0, seq=1))
+        assert dp.ingress(old)[0] != TC_ACT_OK
+    finally:
+        dp.close()
