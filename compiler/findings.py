@@ -5,23 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sealnet.compiler.codes import FINDING_CODES, UNDECIDED
 from sealnet.compiler.diagnostics import Diagnostic, Note, Severity
 from sealnet.compiler.ir import Packet, Span
 from sealnet.compiler.solving import Status
 
-# Stable diagnostic codes of the verifier's findings (docs/diagnostics.md).
-CODES = {
-    "shadowed": "V301",
-    "redundant": "V302",
-    "correlated": "V303",
-    "generalization": "V304",
-    "unreachable": "V305",
-    "assertion-failed": "V310",
-    "workflow-blocked": "V311",
-    "over-permissive": "V312",
-    "decision-changed": "V320",
-}
-UNDECIDED_CODE = "V330"
+# Stable diagnostic codes of the verifier's findings (compiler/codes.py).
+CODES = FINDING_CODES
+UNDECIDED_CODE = UNDECIDED
 
 
 @dataclass(frozen=True)

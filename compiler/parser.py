@@ -17,11 +17,9 @@ from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from sealnet.compiler import ast
+from sealnet.compiler.codes import LEXICAL_ERROR, SYNTAX_ERROR  # noqa: F401  (one registry)
 from sealnet.compiler.diagnostics import Diagnostic, Severity
 from sealnet.compiler.ir import Span
-
-SYNTAX_ERROR = "E001"
-LEXICAL_ERROR = "E002"
 
 STATEMENT_KEYWORDS = ("policy", "domain", "workflow", "rule", "default", "cipher", "assert")
 _STATEMENT_START = re.compile(r"^[ \t]*(" + "|".join(STATEMENT_KEYWORDS) + r")\b", re.MULTILINE)

@@ -19,6 +19,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 
+from sealnet.compiler.codes import UNREADABLE_INPUT
 from sealnet.compiler.diagnostics import Diagnostic, Severity
 from sealnet.contracts.errors import UserError
 from sealnet.compiler.frontend import compile_text, has_errors, read_policy  # noqa: F401  (has_errors: for the commands)
@@ -36,7 +37,7 @@ EXIT_INTERRUPTED = 130
 EXIT_CODES_HELP = ("exit codes: 0 clean; 1 findings or failures (errors, failed assertions or flows, "
                    "differences with --exit-code); 2 usage error or unreadable input; "
                    "3 unknown (the solver could not decide: never a pass); 130 interrupted")
-UNREADABLE_CODE = "E003"
+UNREADABLE_CODE = UNREADABLE_INPUT
 
 
 def add_budget_arguments(parser: argparse.ArgumentParser) -> None:

@@ -132,9 +132,10 @@ def run(args: argparse.Namespace) -> int:
     elif args.format == "markdown":
         print(_markdown(result, args), end="")
     elif args.format == "sarif":
+        from sealnet.compiler.codes import DECISION_CHANGED
         from sealnet.compiler.sarif import to_sarif
 
-        diags = [Diagnostic(Severity.WARNING, "V320",
+        diags = [Diagnostic(Severity.WARNING, DECISION_CHANGED,
                             f"decision changes from {d.old_action.value} (`{d.old_rule}`) to "
                             f"{d.new_action.value} (`{d.new_rule}`), e.g. {d.witness}",
                             Span(args.new, d.new_line or 1, 1, d.new_line or 1, 2))
