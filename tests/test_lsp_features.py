@@ -370,7 +370,15 @@ async def test_every_request_on_a_broken_document_answers(client: LanguageClient
         context=types.CodeActionContext(diagnostics=[])))
     # Edits that break and mend the text, one character at a time, then a request on a good text.
     for i in range(1, 30):
-        change_document(client, POLICY[: len(POLICY) * i // 30], i + 1)
+        cut = POLICY[: len(POLICY) * i // 30]
+        change_document(client, cut, i + 1)
+        last = types.Position(line=cut.count("\n"), character=len(cut.split("\n")[-1]))
+        for p in (last, types.Position(line=max(0, last.line - 1), character=8)):
+            await client.text_document_hover_async(types.HoverParams(text_document=doc(), position=p))
+            await client.text_document_completion_async(types.CompletionParams(text_document=doc(), position=p))
+            await client.text_document_definition_async(types.DefinitionParams(text_document=doc(), position=p))
+        await client.text_document_document_symbol_async(types.DocumentSymbolParams(text_document=doc()))
+        await client.text_document_code_lens_async(types.CodeLensParams(text_document=doc()))
     change_document(client, POLICY, 40)
     await verified(client, 40)
     assert "domain `lab`" in await hover_text(client, pos(LINE["lab_local"], POLICY, "lab to", 1))
