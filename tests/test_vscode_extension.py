@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from sealnet.compiler.checker import RESERVED
+from sealnet.compiler.ir import TeeKind
 from sealnet.compiler.parser import STATEMENT_KEYWORDS
+from sealnet.contracts.manifest import CIPHER_SUITES
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTENSION = ROOT / "editors" / "vscode"
@@ -115,7 +117,7 @@ def test_grammar_is_valid(grammar: dict, manifest: dict) -> None:
 
 
 def test_every_keyword_is_highlighted_as_one(grammar: dict) -> None:
-    for word in sorted(RESERVED):
+    for word in sorted(RESERVED | set(CIPHER_SUITES) | {t.value for t in TeeKind}):
         ((text, scope),) = tokenize(grammar, word)
         assert text == word and not scope.startswith("variable"), (word, scope)
     for word in STATEMENT_KEYWORDS:
