@@ -85,9 +85,14 @@ async def _abort(http: aiohttp.ClientSession, base: str, server_hello: Any, exc:
 
 async def handshake(base_url: str, *, role: str, domain: str, manifest: dict[str, Any], bundle_measurement: str,
                     attester: Attester, verifier: VerifierConfig, expect_domain: str,
-                    http: aiohttp.ClientSession | None = None) -> tuple[Session, bytes]:
-    """Run MAKE against `base_url`; returns the session and the opened release payload."""
-    log = (LogEntry(BUNDLE_REGISTER, "bundle", bundle_measurement),)
+                    http: aiohttp.ClientSession | None = None,
+                    runtime_log: tuple[LogEntry, ...] | None = None) -> tuple[Session, bytes]:
+    """Run MAKE against `base_url`; returns the session and the opened release payload.
+
+    `runtime_log` is what this side measured since boot (attest/runtime_log); by default the one
+    bundle entry, for attesters without runtime registers (sim, SEV-SNP).
+    """
+    log = runtime_log if runtime_log is not None else (LogEntry(BUNDLE_REGISTER, "bundle", bundle_measurement),)
     client = Client(role=role, domain=domain, attester=attester, runtime_log=log)
     own = http is None
     http = http or aiohttp.ClientSession(timeout=TIMEOUT)
@@ -118,11 +123,12 @@ async def handshake(base_url: str, *, role: str, domain: str, manifest: dict[str
 
 
 async def attest(base_url: str, *, domain: str, manifest: dict[str, Any], bundle_measurement: str,
-                 attester: Attester, verifier: VerifierConfig, http: aiohttp.ClientSession | None = None) -> Release:
+                 attester: Attester, verifier: VerifierConfig, http: aiohttp.ClientSession | None = None,
+                 runtime_log: tuple[LogEntry, ...] | None = None) -> Release:
     """A node: attest to its domain's control plane and receive keys and a sender id."""
     session, payload = await handshake(base_url, role="node", domain=domain, manifest=manifest,
                                        bundle_measurement=bundle_measurement, attester=attester,
-                                       verifier=verifier, expect_domain=domain, http=http)
+                                       verifier=verifier, expect_domain=domain, http=http, runtime_log=runtime_log)
     try:
         doc = json.loads(payload)
         release = Release(doc, session)

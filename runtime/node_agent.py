@@ -39,9 +39,9 @@ from sealnet.contracts.errors import UserError
 from sealnet.contracts.libbpf import Map, get_pinned
 from sealnet.contracts.signing import load_public
 from sealnet.runtime import control_client, node, node_metrics, nonce_ledger, seal_keys
-from sealnet.runtime.attest import sim
+from sealnet.runtime.attest import runtime_log, sim
 from sealnet.runtime.attest.evidence import EvidenceError
-from sealnet.runtime.attest.tsm import TsmAttester
+from sealnet.runtime.attest.tsm import TsmAttester, tdx_rtmr_path
 from sealnet.runtime.attest.verifier import VerifierConfig
 from sealnet.runtime.node_files import NodeFileError, read_bounded
 
@@ -145,8 +145,10 @@ class ControlSource:
                 if not launch.startswith("sha384:") or len(launch) != 7 + 96:
                     raise UserError("--sim-launch: required with --sim-platform, as sha384:<96 hex digits>")
                 self.attester = sim.load_platform(config.sim_platform, bytes.fromhex(launch[7:])).attest
+                self.rtmr_path: str | None = None
             else:
                 self.attester = TsmAttester().attest
+                self.rtmr_path = tdx_rtmr_path()  # TDX: the bundle measurement goes into RTMR3
             trusted = set()
             for path in config.allow_sim:
                 trusted.add(sim.public_fingerprint(sim.load_public(read_bounded(path, 1 << 16, "key"), path)))
@@ -166,9 +168,15 @@ class ControlSource:
         verified, signer = verified_bundle(cfg.bundle or "", cfg.trust or "")
         domain = self._domain(verified.manifest)
         try:
+            measured = runtime_log.record_bundle(runtime_log.log_path(node.STATE_DIR), verified.measurement,
+                                                 rtmr_path=self.rtmr_path)
+        except EvidenceError as exc:
+            raise UserError(str(exc)) from None
+        try:
             release = asyncio.run(control_client.attest(
                 cfg.control or "", domain=domain, manifest=verified.manifest,
-                bundle_measurement=verified.measurement, attester=self.attester, verifier=self.verifier))
+                bundle_measurement=verified.measurement, attester=self.attester, verifier=self.verifier,
+                runtime_log=measured))
         except control_client.ControlError as exc:
             log("control_plane_refused" if exc.code != "unreachable" else "control_plane_unreachable",
                 iface=cfg.iface, code=exc.code, error=str(exc))

@@ -93,9 +93,10 @@ async def live(broker: Broker, urls: dict[str, str] | None = None) -> AsyncItera
 
 
 async def attest_node(cp: LiveCP, node: SimPlatform, m: dict[str, Any], verifier: VerifierConfig, *,
-                      domain: str = "a", bundle: str = BUNDLE, http: Any = None) -> control_client.Release:
+                      domain: str = "a", bundle: str = BUNDLE, http: Any = None,
+                      runtime_log: Any = None) -> control_client.Release:
     return await control_client.attest(cp.url, domain=domain, manifest=m, bundle_measurement=bundle,
-                                       attester=node.attest, verifier=verifier, http=http)
+                                       attester=node.attest, verifier=verifier, http=http, runtime_log=runtime_log)
 
 
 def run(coro: Any) -> Any:

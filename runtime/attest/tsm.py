@@ -62,9 +62,17 @@ class TsmAttester:
             os.rmdir(entry)
 
 
-def extend_rtmr(register: int, digest: bytes) -> None:
+def tdx_rtmr_path() -> str | None:
+    """The RTMR files' pattern when this guest is a TDX guest that exposes them, else None."""
+    return RTMR_PATH if os.path.isdir(os.path.dirname(RTMR_PATH)) else None
+
+
+def extend_rtmr(register: int, digest: bytes, path: str = RTMR_PATH) -> None:
     """Extend a TDX RTMR (Linux 6.16+): the kernel computes SHA-384(old || digest)."""
     if len(digest) != 48:
         raise ValueError("an RTMR extension is 48 bytes")
-    with open(RTMR_PATH.format(register), "wb") as fh:
-        fh.write(digest)
+    try:
+        with open(path.format(register), "wb") as fh:
+            fh.write(digest)
+    except OSError as exc:
+        raise EvidenceError(f"{path.format(register)}: cannot extend RTMR{register}: {exc.strerror}") from None
