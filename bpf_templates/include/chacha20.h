@@ -10,6 +10,7 @@
 #define CHACHA20_H
 
 #include <linux/types.h>
+#include <bpf/bpf_helpers.h> /* __noinline */
 
 #define CHACHA20_BLOCK     64
 #define CHACHA20_KEY_LEN   32
@@ -49,7 +50,7 @@ struct chacha20_key {
  * words. data must be 4-byte aligned map or stack memory. A function of its
  * own: the sixteen state words spill to its stack, which must not add to
  * the stack of every caller. */
-static __noinline void chacha20_xor_block(__u32 *data, const struct chacha20_key *ck, __u32 counter)
+static __noinline __attribute__((unused)) void chacha20_xor_block(__u32 *data, const struct chacha20_key *ck, __u32 counter)
 {
 	__u32 x0 = CHACHA20_C0, x1 = CHACHA20_C1, x2 = CHACHA20_C2, x3 = CHACHA20_C3;
 	__u32 x4 = ck->k[0], x5 = ck->k[1], x6 = ck->k[2], x7 = ck->k[3];

@@ -10,6 +10,7 @@
 #ifndef SEALNET_SEAL_AEAD_CHACHA_H
 #define SEALNET_SEAL_AEAD_CHACHA_H
 
+#include <linux/types.h>
 #include <linux/errno.h>
 #include <bpf/bpf_helpers.h>
 #include "bits.h"
