@@ -346,7 +346,13 @@ SEAL_STREAM = Layout("seal_stream", 8, (  # seal_replay's key (seal_replay.h)
     Field("sender", 0, "=I"), Field("pair", 4, "=H"), Field("epoch", 6, "B"), Field("cpu", 7, "B"),
 ))
 
-LAYOUTS: tuple[Layout, ...] = (LAST_DECISION, SEAL_KEY_ARGS, SEAL_KEY, SEAL_TX, SEAL_CONFIG, SEAL_HDR, SEAL_STREAM)
+SEAL_WINDOW = Layout("seal_window", 16 + 8 * SEAL_REPLAY_WORDS, (  # seal_replay's value (seal_replay.h)
+    Field("lock", 0, f"{KERNEL_ONLY}4"), Field("reserved", 4, "=I"), Field("top", 8, "=Q"),
+    Field("ring", 16, f"{8 * SEAL_REPLAY_WORDS}s"),  # bit s % (64 * words) set: sequence s seen
+))
+
+LAYOUTS: tuple[Layout, ...] = (LAST_DECISION, SEAL_KEY_ARGS, SEAL_KEY, SEAL_TX, SEAL_CONFIG, SEAL_HDR, SEAL_STREAM,
+                               SEAL_WINDOW)
 
 
 def counters_by_verdict(values: Mapping[int, int] | list[int]) -> dict[str, dict[str, int]]:

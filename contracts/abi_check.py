@@ -18,7 +18,7 @@ from sealnet.contracts.libbpf import BpfObject
 
 # Enums and layouts that exist only in a data plane built with the sealing path.
 SEAL_ONLY_ENUMS = (abi.SealSuite, abi.SealFormat, abi.SealKeySlots, abi.SealReplay)
-SEAL_ONLY_LAYOUTS = ("seal_key_args", "seal_key", "seal_tx", "seal_config", "seal_hdr", "seal_stream")
+SEAL_ONLY_LAYOUTS = ("seal_key_args", "seal_key", "seal_tx", "seal_config", "seal_hdr", "seal_stream", "seal_window")
 
 
 @dataclass(frozen=True)

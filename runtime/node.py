@@ -33,7 +33,7 @@ from typing import Any, Iterator
 from sealnet.contracts.libbpf import (BpfObject, LibbpfError, Map, attach_tc, destroy_clsact, detach_tc, get_pinned,
                                       pin_fd, query_tc)
 from sealnet.contracts import abi
-from sealnet.runtime import failpoints, interface, seal_keys
+from sealnet.runtime import failpoints, interface, replay_store, seal_keys
 from sealnet.runtime.netns import entered, ifindex, iproute
 from sealnet.runtime.node_files import locked
 from sealnet.runtime.node_state import (LOADING, RUNNING, UNLOADING, NodeState, StateError, highest_version,
@@ -323,6 +323,8 @@ def load_object(object_bytes: bytes, *, iface: str, netns: str | None, measureme
                 obj.load()  # the kernel verifier: a refusal leaves the running programs in place
                 programs = {name: obj.program(name) for name in (EGRESS, INGRESS)}
                 handles = seal_handles(obj)
+                if handles is not None and previous is None:  # no running load to take windows from
+                    replay_store.restore(obj.map(REPLAY_MAP), replay_store.store_path(DURABLE_DIR, slug(iface, netns)))
                 if keys is not None:
                     if handles is None:
                         raise NodeError("keys given, but this bundle's data plane has no sealing path")
@@ -461,6 +463,7 @@ def unload(iface: str, netns: str | None, *, open_sealed_flows: bool = False) ->
                 raise NodeError(f"{iface}: {state.policy} seals traffic; unloading would send it in plaintext, "
                                 f"so nothing was changed. To open the sealed flows anyway: sealnet node unload "
                                 f"--iface {iface}{f' --netns {netns}' if netns else ''} --open-sealed-flows")
+            save_replay_windows(state)
             state.phase = UNLOADING
             write_state(STATE_DIR, state)
             failpoints.hit("unload:journalled")
@@ -470,6 +473,18 @@ def unload(iface: str, netns: str | None, *, open_sealed_flows: bool = False) ->
             return problems
     except StateError as exc:
         raise NodeError(str(exc)) from None
+
+
+def save_replay_windows(state: NodeState) -> int:
+    """Keep the running load's replay windows on disk for the next first load (runtime/replay_store.py)."""
+    if not state.sealing:
+        return 0
+    try:
+        replay = Map.from_fd(get_pinned(os.path.join(state.pin_dir, REPLAY_MAP)), owns_fd=True)
+    except LibbpfError:
+        return 0  # pins gone: nothing to keep
+    with replay:
+        return replay_store.save(replay, replay_store.store_path(DURABLE_DIR, slug(state.iface, state.netns)))
 
 
 def attached_program_ids(iface: str, netns: str | None) -> dict[str, int | None]:

@@ -47,6 +47,7 @@ from sealnet.runtime.node_files import NodeFileError, read_bounded
 
 MAX_BUNDLE_BYTES = 256 << 20  # two 64 MiB sections, a header and a signature fit with room
 TICK_SECONDS = 1.0
+REPLAY_SAVE_SECONDS = 10.0
 
 
 def log(event: str, **fields: Any) -> None:
@@ -221,6 +222,7 @@ class Agent:
         self.reload = threading.Event()
         self.keys_digest = ""
         self.rotated_at: float | None = None
+        self.replay_saved_at = time.monotonic()
 
     # ---- start: adopt, then converge
     def adopt(self) -> None:
@@ -270,6 +272,9 @@ class Agent:
             self.rotated_at = None
             log("grace_ended", iface=self.config.iface, released_slots=released)
         self.renew_generation(state)
+        if time.monotonic() - self.replay_saved_at >= REPLAY_SAVE_SECONDS:
+            node.save_replay_windows(state)  # what a reboot would otherwise forget
+            self.replay_saved_at = time.monotonic()
 
     def renew_generation(self, state: node.NodeState) -> None:
         """Move the counters to a fresh generation long before any CPU's count ends (2^31 of 2^32)."""
@@ -304,6 +309,12 @@ class Agent:
         finally:
             if server is not None:
                 server.shutdown()  # type: ignore[attr-defined]
+        try:
+            state = node.read_state(cfg.iface, cfg.netns)
+            if state is not None:
+                node.save_replay_windows(state)
+        except Exception as exc:  # stopping must not fail over a record
+            log("replay_save_failed", iface=cfg.iface, error=str(exc))
         log("stopped", iface=cfg.iface, detail="the data plane stays attached and enforcing")
         return 0
 

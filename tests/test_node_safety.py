@@ -305,6 +305,12 @@ def test_finding_4_replays_are_dropped_after_the_receiver_reloads(topology, lab)
         after = verdicts(veth.b, ns_b, "ingress")
         assert after["seal_replay_drop"] - before["seal_replay_drop"] == 5
         send_sealed(ns_a, ns_b, veth.b, 3)  # fresh traffic still flows
+        # Unloaded, then loaded again (or rebooted): the windows come back from /var/lib/sealnet.
+        assert sealnet(lab, "node", "unload", "--iface", veth.b, "--netns", ns_b, "--open-sealed-flows").returncode == 0
+        assert sealnet(lab, *load_args(lab, veth.b, ns_b)).returncode == 0
+        got = received(ns_b, IP_B, SEALED_PORT, lambda: run_in_netns(ns_a, _inject, veth.a, frames), 5)
+        assert got == [] and verdicts(veth.b, ns_b, "ingress")["seal_replay_drop"] == 5
+        send_sealed(ns_a, ns_b, veth.b, 3)
     finally:
         for iface, ns in ((veth.a, ns_a), (veth.b, ns_b)):
             node.unload(iface, ns, open_sealed_flows=True)
