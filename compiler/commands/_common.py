@@ -34,9 +34,14 @@ EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 EXIT_UNKNOWN = 3
 EXIT_INTERRUPTED = 130
-EXIT_CODES_HELP = ("exit codes: 0 clean; 1 findings or failures (errors, failed assertions or flows, "
-                   "differences with --exit-code); 2 usage error or unreadable input; "
-                   "3 unknown (the solver could not decide: never a pass); 130 interrupted")
+EXIT_CODES_HELP = """exit codes:
+  0    clean (no error; diff: compared, as git diff)
+  1    findings or failures: errors, failed assertions or flows, differences with --exit-code
+  2    usage error or unreadable input
+  3    unknown: the solver could not decide something (never a pass)
+  130  interrupted (Ctrl-C): no report"""
+# Subcommands pass this to add_parser with the epilog above, so its lines stay as written.
+HELP_FORMATTER = argparse.RawDescriptionHelpFormatter
 UNREADABLE_CODE = UNREADABLE_INPUT
 
 

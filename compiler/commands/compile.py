@@ -13,14 +13,15 @@ import sys
 
 from sealnet.contracts.errors import UserError
 from sealnet.compiler.output import write_atomically
-from sealnet.compiler.commands._common import (EXIT_CODES_HELP, add_budget_arguments, budget_of, exit_code,
+from sealnet.compiler.commands._common import (EXIT_CODES_HELP, HELP_FORMATTER, add_budget_arguments, budget_of, exit_code,
                                                has_errors, load, print_diagnostics)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from sealnet.contracts.manifest import AES_IMPLEMENTATIONS
 
-    parser = sub.add_parser("compile", help="build a measured, signed bundle from a policy", epilog=EXIT_CODES_HELP)
+    parser = sub.add_parser("compile", help="build a measured, signed bundle from a policy", epilog=EXIT_CODES_HELP,
+                            formatter_class=HELP_FORMATTER)
     parser.add_argument("file", metavar="FILE")
     parser.add_argument("-o", "--output", required=True, metavar="OUT")
     parser.add_argument("--sign-key", required=True, metavar="KEY", help="the authority's Ed25519 private key (PEM)")

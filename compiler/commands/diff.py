@@ -18,7 +18,7 @@ import argparse
 import json
 import sys
 
-from sealnet.compiler.commands._common import (EXIT_CODES_HELP, EXIT_FINDINGS, EXIT_OK, EXIT_UNKNOWN,
+from sealnet.compiler.commands._common import (EXIT_CODES_HELP, HELP_FORMATTER, EXIT_FINDINGS, EXIT_OK, EXIT_UNKNOWN,
                                                add_budget_arguments, budget_of, exit_code, load, print_diagnostics)
 
 DIFF_FORMATS = ("text", "json", "markdown", "sarif")
@@ -27,7 +27,8 @@ REGIONS_SHOWN = 20  # per group, in text and markdown; JSON lists them all
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("diff", help="show the packets whose decision differs between two policies",
-                            epilog=EXIT_CODES_HELP)
+                            epilog=EXIT_CODES_HELP,
+                            formatter_class=HELP_FORMATTER)
     parser.add_argument("old", metavar="OLD")
     parser.add_argument("new", metavar="NEW")
     parser.add_argument("--format", choices=DIFF_FORMATS, default="text")

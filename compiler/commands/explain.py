@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from sealnet.compiler.commands._common import EXIT_CODES_HELP, exit_code, load, print_diagnostics
+from sealnet.compiler.commands._common import EXIT_CODES_HELP, HELP_FORMATTER, exit_code, load, print_diagnostics
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("explain", help="show a checked policy as readable tables", epilog=EXIT_CODES_HELP)
+    parser = sub.add_parser("explain", help="show a checked policy as readable tables", epilog=EXIT_CODES_HELP,
+                            formatter_class=HELP_FORMATTER)
     parser.add_argument("file", metavar="FILE")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.set_defaults(func=run)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 
-from sealnet.compiler.commands._common import (EXIT_CODES_HELP, FORMATS, add_budget_arguments, budget_of,
+from sealnet.compiler.commands._common import (EXIT_CODES_HELP, HELP_FORMATTER, FORMATS, add_budget_arguments, budget_of,
                                                exit_code, has_errors, load, print_diagnostics)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("lint", help="check policies and report diagnostics", epilog=EXIT_CODES_HELP)
+    parser = sub.add_parser("lint", help="check policies and report diagnostics", epilog=EXIT_CODES_HELP,
+                            formatter_class=HELP_FORMATTER)
     parser.add_argument("files", nargs="+", metavar="FILE")
     parser.add_argument("--format", choices=FORMATS, default="text")
     parser.add_argument("--no-verify", action="store_true",

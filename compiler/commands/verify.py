@@ -13,12 +13,13 @@ import argparse
 import json
 import sys
 
-from sealnet.compiler.commands._common import (EXIT_CODES_HELP, FORMATS, add_budget_arguments, budget_of,
+from sealnet.compiler.commands._common import (EXIT_CODES_HELP, HELP_FORMATTER, FORMATS, add_budget_arguments, budget_of,
                                                exit_code, load, print_diagnostics)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("verify", help="prove assertions and find anomalies with Z3", epilog=EXIT_CODES_HELP)
+    parser = sub.add_parser("verify", help="prove assertions and find anomalies with Z3", epilog=EXIT_CODES_HELP,
+                            formatter_class=HELP_FORMATTER)
     parser.add_argument("file", metavar="FILE")
     parser.add_argument("--format", choices=FORMATS, default="text")
     parser.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
