@@ -56,19 +56,20 @@ class BrokerConfig:
 
 
 class GroupCommit:
-    """Durable releases at the speed of many: every release waiting while one commit runs goes into the next.
+    """Durable writes at the speed of many: every record waiting while one commit runs goes into the next.
 
     The commit (and its fsync) runs in a worker thread, so handshakes keep going on the event loop and
-    the next batch fills meanwhile. Each caller gets its sender id only after its batch is on disk.
+    the next batch fills meanwhile. Each caller resumes only after its batch is on disk (a release gets
+    its sender id then, a refusal is answered then).
     """
 
-    def __init__(self, state: State) -> None:
-        self.state = state
-        self.queue: list[tuple[dict[str, Any], asyncio.Future[int]]] = []
+    def __init__(self, write: Callable[[list[dict[str, Any]]], list[Any]]) -> None:
+        self.write = write
+        self.queue: list[tuple[dict[str, Any], asyncio.Future[Any]]] = []
         self.task: asyncio.Task[None] | None = None
 
-    async def submit(self, record: dict[str, Any]) -> int:
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    async def submit(self, record: dict[str, Any]) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.queue.append((record, future))
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._drain())
@@ -79,13 +80,13 @@ class GroupCommit:
         while self.queue:
             batch, self.queue = self.queue, []
             try:
-                senders = await loop.run_in_executor(None, self.state.record_releases, [r for r, _ in batch])
+                results = await loop.run_in_executor(None, self.write, [r for r, _ in batch])
             except Exception as exc:  # nothing of this batch was recorded: none of it is released
                 for _, future in batch:
                     future.set_exception(exc)
                 continue
-            for (_, future), sender in zip(batch, senders):
-                future.set_result(sender)
+            for (_, future), result in zip(batch, results):
+                future.set_result(result)
 
 
 @dataclass
@@ -96,7 +97,8 @@ class Broker:
     nonces: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.commits = GroupCommit(self.state)
+        self.commits = GroupCommit(self.state.record_releases)
+        self.audits = GroupCommit(self.state.record_audits)
         c = self.config
         if c.domain not in domains(c.manifest):
             raise ValueError(f"domain {c.domain!r} is not in the bundle's policy")
@@ -132,11 +134,18 @@ class Broker:
 
     # -------------------------------------------------------------- MAKE
 
-    def _refuse(self, exc: MakeError | Refused, *, role: str, domain: str, peer: str, stage: str) -> Refused:
+    async def record_refusal(self, refused: Refused, *, role: str, domain: str, peer: str, stage: str) -> None:
+        """The refusal in the audit log (group committed) before the peer hears of it."""
+        try:
+            await self.audits.submit(dict(event="refuse", role=role, domain=domain, peer=peer, code=refused.code,
+                                          reason=refused.reason, detail={"stage": stage}))
+        except (sqlite3.Error, OSError, StateError):
+            pass  # the database itself failed: the refusal stands all the same
+
+    async def _refuse(self, exc: MakeError | Refused, *, role: str, domain: str, peer: str, stage: str) -> Refused:
         refused = exc if isinstance(exc, Refused) else Refused(exc.code, str(exc),
                                                               400 if exc.code == "malformed" else 403)
-        self.state.audit("refuse", role=role, domain=domain, peer=peer, code=refused.code, reason=refused.reason,
-                         detail={"stage": stage})
+        await self.record_refusal(refused, role=role, domain=domain, peer=peer, stage=stage)
         return refused
 
     def _expire(self, now: float) -> None:
@@ -145,7 +154,7 @@ class Broker:
         for nonce in [n for n, t in self.nonces.items() if now - t > 2 * HANDSHAKE_TTL]:
             del self.nonces[nonce]
 
-    def hello(self, msg: Any, peer: str = "") -> dict[str, Any]:
+    async def hello(self, msg: Any, peer: str = "") -> dict[str, Any]:
         now = time.monotonic()
         self._expire(now)
         role = str(msg.get("role", "?"))[:16] if isinstance(msg, dict) else "?"
@@ -162,10 +171,10 @@ class Broker:
             self.pending[session_id] = pending
             return reply
         except (MakeError, Refused) as exc:
-            raise self._refuse(exc, role=role, domain=claimed, peer=peer, stage="hello") from None
+            raise await self._refuse(exc, role=role, domain=claimed, peer=peer, stage="hello") from None
         except Exception as exc:  # a bug or a library surprise: refuse, audit, never a traceback to the peer
-            raise self._refuse(Refused("internal", f"internal error ({exc.__class__.__name__})", 500), role=role,
-                               domain=claimed, peer=peer, stage="hello") from None
+            raise await self._refuse(Refused("internal", f"internal error ({exc.__class__.__name__})", 500),
+                                     role=role, domain=claimed, peer=peer, stage="hello") from None
 
     async def finish(self, msg: Any, peer: str = "") -> dict[str, Any]:
         now = time.monotonic()
@@ -193,31 +202,27 @@ class Broker:
                 raise Refused("state", f"the control plane cannot record the release: {exc}", 503) from None
             return session.seal(json.dumps(payload).encode())
         except (MakeError, Refused) as exc:
-            try:
-                refused = self._refuse(exc, role=role, domain=claimed, peer=peer, stage="finish")
-            except (sqlite3.Error, OSError):  # the database itself is what failed: still refuse
-                refused = exc if isinstance(exc, Refused) else Refused(exc.code, str(exc))
-            raise refused from None
+            raise await self._refuse(exc, role=role, domain=claimed, peer=peer, stage="finish") from None
         except Exception as exc:  # a bug or a library surprise: nothing was released; refuse and audit
-            raise self._refuse(Refused("internal", f"internal error ({exc.__class__.__name__})", 500), role=role,
-                               domain=claimed, peer=peer, stage="finish") from None
+            raise await self._refuse(Refused("internal", f"internal error ({exc.__class__.__name__})", 500),
+                                     role=role, domain=claimed, peer=peer, stage="finish") from None
 
-    def abort(self, msg: Any, peer: str = "") -> dict[str, Any]:
+    async def abort(self, msg: Any, peer: str = "") -> dict[str, Any]:
         """A client gave up on a handshake (it found the ServerHello or the release wrong): audit it.
 
         Unauthenticated, so it can only end a handshake and add a row marked as the client's report;
         it never releases anything.
         """
         if not isinstance(msg, dict) or not isinstance(msg.get("session"), str):
-            raise self._refuse(Refused("malformed", "abort: expected a session"), role="?", domain="?",
-                               peer=peer, stage="abort")
+            raise await self._refuse(Refused("malformed", "abort: expected a session"), role="?", domain="?",
+                                     peer=peer, stage="abort")
         try:
             pending = self.pending.pop(bytes.fromhex(msg["session"][:32]), None)
         except ValueError:
             pending = None
         role, claimed = (pending.hello["role"], pending.hello["domain"]) if pending else ("?", "?")
-        self.state.audit("refuse", role=role, domain=claimed, peer=peer, code=str(msg.get("code"))[:32],
-                         reason="client aborted: " + str(msg.get("reason"))[:300], detail={"stage": "client"})
+        await self.record_refusal(Refused(str(msg.get("code"))[:32], "client aborted: " + str(msg.get("reason"))[:300]),
+                                  role=role, domain=claimed, peer=peer, stage="client")
         return {"type": "aborted"}
 
     def verify(self, evidence: Evidence) -> Verified:

@@ -68,13 +68,10 @@ def build_app(broker: Broker) -> web.Application:
             try:
                 msg = await _body(request)
             except Refused as exc:
-                broker.state.audit("refuse", role="?", domain="?", peer=_peer(request), code=exc.code,
-                                   reason=exc.reason, detail={"stage": step})
+                await broker.record_refusal(exc, role="?", domain="?", peer=_peer(request), stage=step)
                 raise
-            if step == "finish":
-                reply = await broker.finish(msg, _peer(request))
-            else:
-                reply = (broker.hello if step == "hello" else broker.abort)(msg, _peer(request))
+            step_of = {"hello": broker.hello, "finish": broker.finish, "abort": broker.abort}
+            reply = await step_of[step](msg, _peer(request))
             return web.json_response(reply)
         except Refused as exc:
             return web.json_response(exc.to_json(), status=exc.status)

@@ -200,6 +200,13 @@ class State:
         with self._tx():
             self._append(event, role, domain, peer, code, reason, detail or {})
 
+    def record_audits(self, rows: list[dict[str, Any]]) -> list[None]:
+        """Several audit rows in one durable transaction (group commit)."""
+        with self._tx():
+            for r in rows:
+                self._append(r["event"], r["role"], r["domain"], r["peer"], r["code"], r["reason"], r["detail"])
+        return [None] * len(rows)
+
     def audit_rows(self) -> list[AuditRow]:
         with self.lock:
             return [AuditRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]))
