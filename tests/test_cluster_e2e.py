@@ -22,14 +22,13 @@ from sealnet.compiler.frontend import load_policy
 from sealnet.runtime import netns, node
 from sealnet.runtime.cluster import capture, lifecycle, topology
 from sealnet.runtime.cluster.state import ClusterState
-from sealnet.runtime.seal_keys import load_key_file
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = ROOT / "examples" / "genomics.policy"
 SEALNET = str(Path(sys.executable).parent / "sealnet")
 
 
-def _sealnet(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def _sealnet(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([SEALNET, *args], capture_output=True, text=True, timeout=timeout)
 
 
@@ -66,18 +65,20 @@ def test_up_refuses_more_nodes_than_a_domain_holds(tmp_path: Path) -> None:
 genomics_dask: Any = None
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[ClusterState]:
+@pytest.fixture(params=["control"])
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ClusterState]:
     global genomics_dask
     pytest.importorskip("distributed", reason="needs the 'demo' extra")
     sys.path.insert(0, str(ROOT / "scripts"))
     genomics_dask = importlib.import_module("genomics_dask")
     state_dir = str(tmp_path / "cluster")
     try:
-        proc = _sealnet("cluster", "up", str(POLICY), "--nodes", "2", "--state", state_dir, "--format", "json")
+        proc = _sealnet("cluster", "up", str(POLICY), "--nodes", "2", "--state", state_dir, "--format", "json",
+                        "--keys", request.param)
         assert proc.returncode == 0, proc.stderr
         up = json.loads(proc.stdout)
-        assert list(up["phases_s"]) == ["bundle", "topology", "control planes", "keys", "nodes"]
+        assert list(up["phases_s"]) == ["bundle", "topology", "keys", "control planes", "nodes"]
+        assert up["key_source"] == request.param
         state = ClusterState.load(state_dir)
         assert state is not None and state.complete
         yield state
@@ -149,7 +150,7 @@ def test_sealed_workflow_denied_flows_and_a_clean_wan(cluster: ClusterState, tmp
         wan.stop()
     assert result["checked"] is True, result
 
-    keys = [load_key_file(str(p)) for p in Path(cluster.directory, "keys").glob("*.keys")]
+    keys = lifecycle.audit_keys(cluster)
     reference = genomics_dask.make_reference(7)
     markers = [reference[i : i + 24] for i in range(0, len(reference) - 24, 997)]
     audit = capture.audit(capture.read_pcap(wan.path), policy, keys, markers)
@@ -173,6 +174,7 @@ def test_sealed_workflow_denied_flows_and_a_clean_wan(cluster: ClusterState, tmp
 
 
 @pytest.mark.kernel
+@pytest.mark.parametrize("cluster", ["static"], indirect=True)
 def test_faults_mid_workflow_fail_closed_and_recover(cluster: ClusterState, tmp_path: Path) -> None:
     """kill -9 of a lab node's agent: its data plane keeps enforcing with the
     keys already installed, so the workflow completes. The wan path to a lab
@@ -217,7 +219,7 @@ def test_faults_mid_workflow_fail_closed_and_recover(cluster: ClusterState, tmp_
         wan.stop()
     assert cut.is_set()
     assert result["checked"] is True, result
-    keys = [load_key_file(str(p)) for p in Path(cluster.directory, "keys").glob("*.keys")]
+    keys = lifecycle.audit_keys(cluster)
     audit = capture.audit(capture.read_pcap(wan.path), policy, keys)
     tee = {"hospital->lab", "lab->hospital"}
     assert audit.total("sealed", tee) > 100

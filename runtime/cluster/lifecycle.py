@@ -17,10 +17,12 @@ deployment without control planes and writes one static key file per domain
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -28,22 +30,29 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
-from sealnet.compiler.frontend import load_policy
+from sealnet.compiler.frontend import compile_text, load_policy
 from sealnet.compiler.ir import Policy, TeeKind
 from sealnet.contracts.errors import OsCallError, UserError
 from sealnet.runtime import node
+from sealnet.runtime import control_client
+from sealnet.runtime.attest import sim
 from sealnet.runtime.attest.sim import SimPlatform
+from sealnet.runtime.attest.verifier import VerifierConfig
+from sealnet.contracts.bundle import load_bundle
+from sealnet.contracts.signing import load_public
+from sealnet.runtime.seal_keys import KeyFile, load_key_file
 from sealnet.runtime.cluster import topology
 from sealnet.runtime.cluster.state import ClusterState, Process
 from sealnet.runtime.cluster.topology import ROLE_CONTROL, ROLE_NODE, UPLINK, Host
+from sealnet.runtime.netns import NETNS_RUN_DIR, run_in_netns
 from sealnet.runtime.seal_keys import format_key_file
 from sealnet.runtime.seal_wire import PAIR_KEY_LEN
 
 DEFAULT_STATE_DIR = "/run/sealnet-cluster"
-KEY_SOURCES = ("static",)
-AGENT_READY_EVENTS = ("loaded", "adopted", "keys_installed")  # the agent loaded with its keys: enforcing and sealing
+# static: key files the cluster writes; control: each node attests to its domain's control plane (MAKE).
+KEY_SOURCES = ("static", "control")
 STOP_SECONDS = 10.0
 BIN_DIR = os.path.dirname(sys.executable)
 # A simulated TEE's launch measurement when the policy lists none for its domain.
@@ -89,7 +98,9 @@ def _run(argv: list[str], what: str, timeout: float = 300.0) -> str:
 # --------------------------------------------------------------------------- processes
 
 
-_NETNS_EXEC = ("ip", "netns", "exec")
+# nsenter switches only the network namespace: `ip netns exec` would also give
+# the process a private /sys, hiding /sys/fs/bpf where the node agent pins.
+_NSENTER = "nsenter"
 
 
 def _start(state: ClusterState, role: str, host: Host, argv: list[str], *, in_netns: bool = False) -> Process:
@@ -97,7 +108,7 @@ def _start(state: ClusterState, role: str, host: Host, argv: list[str], *, in_ne
     logs = state.file("logs")
     os.makedirs(logs, exist_ok=True)
     log = os.path.join(logs, f"{role}-{host.name}.log")
-    spawn = [*_NETNS_EXEC, host.netns, *argv] if in_netns else argv
+    spawn = [_NSENTER, f"--net={os.path.join(NETNS_RUN_DIR, host.netns)}", *argv] if in_netns else argv
     with open(log, "ab") as out:
         proc = subprocess.Popen(spawn, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
     record = Process(role, host.name, proc.pid, spawn, log)
@@ -109,10 +120,10 @@ def _start(state: ClusterState, role: str, host: Host, argv: list[str], *, in_ne
 def _ours(process: Process) -> bool:
     """The pid still runs the command we started (pids are reused). A script's
     interpreter comes first in /proc/PID/cmdline, so compare the tail; a
-    command started in a namespace is `ip netns exec NS argv` until ip execs it."""
+    command started in a namespace is `nsenter --net=NS argv` until nsenter execs it."""
     wanted = [process.argv]
-    if process.argv[: len(_NETNS_EXEC)] == list(_NETNS_EXEC):
-        wanted.append(process.argv[len(_NETNS_EXEC) + 1 :])
+    if process.argv[0] == _NSENTER:
+        wanted.append(process.argv[2:])
     try:
         with open(f"/proc/{process.pid}/cmdline", "rb") as fh:
             running = [a.decode(errors="replace") for a in fh.read().split(b"\0")[:-1]]
@@ -154,21 +165,6 @@ def stop(process: Process, timeout: float = STOP_SECONDS) -> bool:
         _reap(process.pid)
         time.sleep(0.02)
     return True
-
-
-def _log_events(path: str) -> Iterator[dict[str, Any]]:
-    try:
-        with open(path, "rb") as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        return
-    for line in lines:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict):
-            yield event
 
 
 def _last_line(path: str) -> str:
@@ -227,6 +223,41 @@ def write_static_keys(state: ClusterState, policy: Policy) -> dict[str, str]:
     return paths
 
 
+def simulated_policy_text(text: str, policy: Policy, layout: topology.Layout) -> str:
+    """The policy with every TEE domain declared `tee sim`, accepting the
+    simulated launch measurement, with its control plane's address: what an
+    authority signs for a lab without TEEs. Everything else is unchanged."""
+    out = text
+    for domain in policy.domains:
+        if domain.tee is TeeKind.NONE:
+            continue
+        match = re.search(rf"\bdomain\s+{re.escape(domain.name)}\s*\{{([^}}]*)\}}", out)
+        if match is None:
+            raise ClusterError(f"{policy.file}: cannot find the block of domain {domain.name!r} to simulate its TEE")
+        body = re.sub(r"\btee\s+[A-Za-z0-9_-]+", "tee sim", match.group(1), count=1)
+        if not domain.measurements:
+            body = body.rstrip() + f'; measurement "{SIM_LAUNCH}" '
+        if not domain.control_plane:
+            cp = layout.by_domain(domain.name, ROLE_CONTROL)[0]
+            body = body.rstrip() + f"; control {cp.address}:{cp.port} "
+        out = out[: match.start(1)] + body + out[match.end(1) :]
+    return out
+
+
+def _simulated_policy(state: ClusterState, policy: Policy) -> tuple[str, Policy]:
+    assert state.layout is not None
+    with open(state.policy) as fh:
+        text = simulated_policy_text(fh.read(), policy, state.layout)
+    path = state.file("policy.sim.policy")
+    with open(path, "w") as fh:
+        fh.write(text)
+    simulated, diagnostics = compile_text(text, path)
+    if simulated is None:
+        first = next(iter(diagnostics), None)
+        raise ClusterError(f"{path}: the policy with simulated TEEs does not compile" + (f": {first}" if first else ""))
+    return path, simulated
+
+
 def _sim_launch(policy: Policy, domain: str) -> str:
     """The launch measurement a simulated TEE reports: the first one the
     policy accepts for the domain (a TEE launched from an approved image),
@@ -235,8 +266,17 @@ def _sim_launch(policy: Policy, domain: str) -> str:
     return accepted[0] if accepted else SIM_LAUNCH
 
 
+def _new_platform(path: str) -> str:
+    """A simulated platform key pair, as `sealnet attest sim-keygen` writes it; returns the key's path."""
+    key = SimPlatform.generate(bytes(48))
+    key.save(path)
+    with open(path + ".pub", "wb") as fh:
+        fh.write(key.public_pem())
+    return path
+
+
 def _start_control_planes(state: ClusterState, policy: Policy, controls: list[Host], observer: Observer,
-                          timeout: float) -> None:
+                          timeout: float, node_platforms: dict[str, str]) -> None:
     """`sealnet controlplane serve` per TEE domain, in its namespace, with a
     simulated platform key each (as `sealnet attest sim-keygen` makes them);
     every control plane accepts the others' simulated evidence and knows
@@ -245,22 +285,21 @@ def _start_control_planes(state: ClusterState, policy: Policy, controls: list[Ho
     os.makedirs(cp_dir, mode=0o700, exist_ok=True)
     platform = {h.domain: os.path.join(cp_dir, f"{h.domain}.platform") for h in controls}
     for path in platform.values():
-        # What `sealnet attest sim-keygen` writes, without a process per key.
-        key = SimPlatform.generate(bytes(48))
-        key.save(path)
-        with open(path + ".pub", "wb") as fh:
-            fh.write(key.public_pem())
-    allow = [arg for path in platform.values() for arg in ("--allow-sim", path + ".pub")]
+        _new_platform(path)
+    allow = [arg for path in [*platform.values(), *node_platforms.values()] for arg in ("--allow-sim", path + ".pub")]
     assert state.bundle and state.authority_public
-    started = []
-    for host in controls:
+    # One at a time, in name order: a pair's keeper is the smaller name
+    # (keyschedule.keeper), so each control plane finds the keepers it
+    # fetches from already serving when it first syncs.
+    for host in sorted(controls, key=lambda h: h.domain):
         peers = [arg for h in controls if h is not host for arg in ("--peer", f"{h.domain}=http://{h.address}:{h.port}")]
         argv = [_tool("sealnet"), "controlplane", "serve", "--bundle", state.bundle, "--trust", state.authority_public,
                 "--domain", host.domain, "--db", os.path.join(cp_dir, f"{host.domain}.db"),
                 "--listen", f"{host.address}:{host.port}", "--sim-platform", platform[host.domain],
                 "--sim-launch", _sim_launch(policy, host.domain), *allow, *peers]
-        started.append(_start(state, "controlplane", host, argv, in_netns=True))
-    _wait_ready(started, _control_plane_ready, observer, timeout, "control plane")
+        started = [_start(state, "controlplane", host, argv, in_netns=True)]
+        _wait_ready(started, _control_plane_ready, Quiet(), timeout, "control plane")
+        observer.advanced(len(state.processes))
 
 
 def _control_plane_ready(process: Process) -> bool:
@@ -288,8 +327,20 @@ def _wait_ready(started: list[Process], ready: Any, observer: Observer, timeout:
             time.sleep(0.05)
 
 
-def _agent_ready(process: Process) -> bool:
-    return any(e.get("event") in AGENT_READY_EVENTS for e in _log_events(process.log))
+def _directions(policy: Policy, domain: str, keyed: list[str]) -> set[str]:
+    return {f"{a}->{b}" for other in keyed if other != domain for a, b in ((domain, other), (other, domain))}
+
+
+def _agent_ready(expected: dict[str, set[str]], netns_of: dict[str, str]) -> Any:
+    """Ready: the agent's data plane is loaded, sealing, with an epoch for
+    every direction between its domain and each other TEE domain."""
+    def ready(process: Process) -> bool:
+        try:
+            st = node.read_state(UPLINK, netns_of[process.host])
+        except Exception:
+            return False
+        return bool(st and st.sealing and expected[process.host] <= set(st.epochs))
+    return ready
 
 
 def up(policy_path: str, nodes_per_domain: int, state_dir: str, *, key_source: str = "static",
@@ -335,35 +386,59 @@ def _up(state: ClusterState, policy: Policy, observer: Observer, timeout: float)
         _run([_tool("policyc"), "keygen", authority], "policyc keygen")
         state.authority_public = authority + ".pub"
         state.bundle = state.file("bundle.snb")
-        argv = [_tool("policyc"), "compile", state.policy, "-o", state.bundle, "--sign-key", authority,
-                "--format", "json"]
+        source = state.policy
+        if state.key_source == "control":
+            source, policy = _simulated_policy(state, policy)
+        argv = [_tool("policyc"), "compile", source, "-o", state.bundle, "--sign-key", authority, "--format", "json"]
         out = json.loads(_run(argv, "policyc compile"))
-        phase.detail = f"{policy.name} version {policy.version}, measurement {out['measurement'][:23]}..."
+        phase.detail = (f"{policy.name} version {policy.version}, measurement {out['measurement'][:23]}..."
+                        + (f" (from {os.path.basename(source)}: TEEs simulated)" if source != state.policy else ""))
 
     with _Phase(state, observer, "topology", total=len(layout.hosts)) as phase:
         topology.build(layout, lambda done, total: observer.advanced(done))
         phase.detail = f"{len(layout.hosts)} namespaces behind the wan namespace {layout.wan_netns}"
 
+    keyed = _tee_domains(policy)
     controls = [h for h in layout.hosts if h.role == ROLE_CONTROL]
-    with _Phase(state, observer, "control planes", total=len(controls)) as phase:
-        _start_control_planes(state, policy, controls, observer, timeout)
-        phase.detail = (f"{len(controls)} serving with SIMULATED evidence (no TEE on this machine); "
-                        f"the node agents do not attest to them yet")
-
+    cp_url = {h.domain: f"http://{h.address}:{h.port}" for h in controls}
     with _Phase(state, observer, "keys") as phase:
-        key_files = write_static_keys(state, policy)
-        phase.detail = f"static key files for {', '.join(key_files)} (no attested release)"
+        key_files: dict[str, str] = {}
+        node_platforms: dict[str, str] = {}
+        if state.key_source == "static":
+            key_files = write_static_keys(state, policy)
+            phase.detail = f"static key files for {', '.join(key_files)} (no attested release)"
+        else:
+            os.makedirs(state.file("cp"), mode=0o700, exist_ok=True)
+            node_platforms = {d: _new_platform(state.file("cp", f"{d}.nodes.platform")) for d in keyed}
+            phase.detail = (f"SIMULATED platform keys for the nodes of {', '.join(keyed)}: "
+                            f"keys come from the control planes over MAKE")
 
-    agents = [h for h in layout.hosts if h.role == ROLE_NODE and h.domain in key_files]
+    with _Phase(state, observer, "control planes", total=len(controls)) as phase:
+        _start_control_planes(state, policy, controls, observer, timeout, node_platforms)
+        phase.detail = (f"{len(controls)} serving with SIMULATED evidence (no TEE on this machine)"
+                        + ("; the nodes do not attest to them (static keys)" if state.key_source == "static" else ""))
+
+    agents = [h for h in layout.hosts if h.role == ROLE_NODE and h.domain in keyed]
     with _Phase(state, observer, "nodes", total=len(agents)) as phase:
         started = []
+        control_pubs = [arg for h in controls for arg in ("--allow-sim", state.file("cp", f"{h.domain}.platform.pub"))]
         for host in agents:
             argv = [_tool("sealnet"), "node", "run", "--iface", UPLINK, "--netns", host.netns,
-                    "--bundle", state.bundle, "--trust", state.authority_public, "--keys", key_files[host.domain]]
-            started.append(_start(state, "node", host, argv))
-        _wait_ready(started, _agent_ready, observer, timeout, "node agent")
-        untrusted = [h.name for h in layout.hosts if h.role == ROLE_NODE and h.domain not in key_files]
-        phase.detail = (f"{len(agents)} node agents loaded, keyed and enforcing"
+                    "--bundle", state.bundle, "--trust", state.authority_public]
+            if state.key_source == "static":
+                argv += ["--keys", key_files[host.domain]]
+            else:
+                argv += ["--control", cp_url[host.domain], "--sim-platform", node_platforms[host.domain],
+                         "--sim-launch", _sim_launch(policy, host.domain), *control_pubs]
+            # In the node's network namespace: it reaches its control plane from there.
+            started.append(_start(state, "node", host, argv, in_netns=True))
+        expected = {h.name: _directions(policy, h.domain, keyed) for h in agents}
+        _wait_ready(started, _agent_ready(expected, {h.name: h.netns for h in agents}), observer, timeout,
+                    "node agent")
+        how = "attested (SIMULATED evidence) and keyed by their control planes" if state.key_source == "control" \
+            else "keyed from static files"
+        untrusted = [h.name for h in layout.hosts if h.role == ROLE_NODE and h.domain not in keyed]
+        phase.detail = (f"{len(agents)} node agents loaded, {how}, enforcing"
                         + (f"; {len(untrusted)} nodes of TEE-less domains run none" if untrusted else ""))
 
 
@@ -405,7 +480,7 @@ def _sweep_node_leftovers(cluster_id: str) -> int:
     return removed
 
 
-_OWNED = ("cluster.json", "authority.key", "authority.key.pub", "bundle.snb", "keys", "cp", "logs")
+_OWNED = ("cluster.json", "authority.key", "authority.key.pub", "bundle.snb", "policy.sim.policy", "keys", "cp", "logs")
 
 
 def down(state_dir: str, observer: Observer | None = None, *, keep_logs: bool = False) -> DownReport:
@@ -450,6 +525,42 @@ def down(state_dir: str, observer: Observer | None = None, *, keep_logs: bool = 
         if exc.errno not in (errno.ENOTEMPTY, errno.ENOENT, errno.EEXIST):
             report.problems.append(f"{state_dir}: {exc.strerror}")
     return report
+
+
+def audit_keys(state: ClusterState) -> list[KeyFile]:
+    """The pair keys an auditor of the wan needs to open what it captured:
+    the static key files, or (attested keys) one release per TEE domain that
+    the auditor obtains exactly as a node of that domain would, attesting
+    from inside one of its nodes' namespaces with the domain's simulated node
+    platform key."""
+    keys_dir = state.file("keys")
+    if state.key_source == "static":
+        return [load_key_file(os.path.join(keys_dir, n)) for n in sorted(os.listdir(keys_dir))]
+    assert state.layout is not None and state.bundle and state.authority_public
+    with open(state.bundle, "rb") as fh:
+        verified = load_bundle(fh.read(), load_public(state.authority_public))
+    simulated = {d["name"]: d for d in verified.manifest.get("domains", [])}
+    controls = {h.domain: h for h in state.layout.hosts if h.role == ROLE_CONTROL}
+    trusted = set()
+    for d in controls:
+        path = state.file("cp", f"{d}.platform.pub")
+        with open(path, "rb") as fh:
+            trusted.add(sim.public_fingerprint(sim.load_public(fh.read(), path)))
+    releases = []
+    for domain, cp in sorted(controls.items()):
+        launch = simulated[domain]["measurements"][0]
+        platform = sim.load_platform(state.file("cp", f"{domain}.nodes.platform"), bytes.fromhex(launch[7:]))
+        inside = state.layout.by_domain(domain, ROLE_NODE)[0].netns
+
+        def fetch() -> KeyFile:
+            release = asyncio.run(control_client.attest(
+                f"http://{cp.address}:{cp.port}", domain=domain, manifest=verified.manifest,
+                bundle_measurement=verified.measurement, attester=platform.attest,
+                verifier=VerifierConfig(sim_platforms=frozenset(trusted))))
+            return release.key_file()
+
+        releases.append(run_in_netns(inside, fetch))
+    return releases
 
 
 def load(state_dir: str) -> ClusterState:

@@ -22,8 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--nodes", type=int, default=2, metavar="N", help="nodes per domain (default 2)")
     up.add_argument("--state", default=DEFAULT_STATE_DIR, metavar="DIR",
                     help=f"where the cluster is recorded (default {DEFAULT_STATE_DIR})")
-    up.add_argument("--keys", dest="key_source", choices=KEY_SOURCES, default=KEY_SOURCES[0],
-                    help="where nodes take their keys from (static: key files the cluster writes)")
+    up.add_argument("--keys", dest="key_source", choices=KEY_SOURCES, default="control",
+                    help="where nodes take their keys from: control (default: each node attests to its domain's "
+                         "control plane, SIMULATED evidence here) or static (key files the cluster writes)")
     up.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS")
     up.add_argument("--format", choices=("text", "json"), default="text")
     up.set_defaults(func=run_up)
@@ -97,7 +98,11 @@ def run_up(args: argparse.Namespace) -> int:
     total = sum(state.phases.values())
     print(f"cluster {state.cluster_id} up: {len(layout.hosts)} hosts in {total:.2f} s "
           f"({', '.join(f'{k} {v:.2f} s' for k, v in state.phases.items())})")
-    print("attestation: none yet; keys are static files (not released by an attested control plane)")
+    if state.key_source == "control":
+        print("attestation: SIMULATED evidence (no TEE on this machine): every node attested to its domain's "
+              "control plane, which released its keys over MAKE")
+    else:
+        print("attestation: none; keys are static files (not released by an attested control plane)")
     print(f"next: sealnet cluster status --state {state.directory}")
     return 0
 
