@@ -444,3 +444,18 @@ def test_a_body_that_arrives_in_pieces_is_read_whole(tmp_path) -> None:
             assert b" 200 " in status_line, status_line
             assert cp.codes() == []
     run(go())
+
+
+def test_handshakes_in_flight_are_bounded_and_status_says_simulated(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(broker_mod, "MAX_PENDING", 2)
+
+    async def go() -> None:
+        async with live(_broker(tmp_path)) as cp, aiohttp.ClientSession() as http:
+            codes = [(await _post(http, cp.url + "/v1/make/hello", _node().hello()))[0] for _ in range(3)]
+            assert codes == [200, 200, 503]
+            _assert_refused(cp, "busy")
+            async with http.get(cp.url + "/v1/status") as resp:
+                status = await resp.json()
+            assert status["simulated"] is True and status["domain"] == "a" and status["bundle_measurement"] == BUNDLE
+            assert "key" not in json.dumps(status).lower()
+    run(go())
