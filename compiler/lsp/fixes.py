@@ -172,8 +172,7 @@ def _move(analysis: Analysis, policy: Policy, finding: FindingView) -> Iterator[
     def claim(result: Comparison) -> str | None:
         if result.decided and result.changes and all(c.new_rule == name and c.new_action == action
                                                      for c in result.changes):
-            return (f"proved by diff: only packets `{name}` matches change, "
-                    f"now {action} ({len(result.changes)} region(s))")
+            return f"proved by diff: only packets `{name}` matches change, now {action}{_count(result)}"
         return None
 
     yield Fix(f"Move `{name}` above `{first}`", finding.code, finding.span.line, edits), claim
@@ -209,11 +208,15 @@ def _add_for_flow(analysis: Analysis, policy: Policy, finding: FindingView) -> I
     def claim(result: Comparison) -> str | None:
         if result.decided and result.changes and all(c.new_rule == name and c.new_action == action.value
                                                      for c in result.changes):
-            return f"proved by diff: only the flow's packets change, now {action.value}"
+            return f"proved by diff: only the flow's packets change, now {action.value}{_count(result)}"
         return None
 
     yield Fix(f"Add rule `{name}` ({action.value}) for flow {wf}: {flow.src.name} -> {flow.dst.name}",
               finding.code, finding.span.line, (edit,)), claim
+
+
+def _count(result: Comparison) -> str:
+    return f" ({result.packets:,} packets)" if result.packets is not None else ""
 
 
 def _flow_decl(analysis: Analysis, finding: FindingView) -> tuple[ast.WorkflowDecl, ast.FlowDecl] | None:

@@ -135,8 +135,9 @@ class Change:
 
 @dataclass(frozen=True)
 class Comparison:
-    decided: bool  # False: the search was bounded and stopped early, so nothing is proved
-    changes: tuple[Change, ...]
+    decided: bool  # False: the search was bounded or a bucket undecided, so nothing is proved
+    changes: tuple[Change, ...]  # one per (old rule, new rule) pair
+    packets: int | None = None  # how many packets change, when diff counts them
 
 
 def compare(old: Policy, new: Policy) -> Comparison:
@@ -144,4 +145,7 @@ def compare(old: Policy, new: Policy) -> Comparison:
     result = diff(old, new)
     changes = tuple(Change(str(d.witness), d.old_rule, d.old_action.value, d.new_rule, d.new_action.value)
                     for d in result.differences)
-    return Comparison(not result.truncated, changes)
+    decided = not result.truncated and not getattr(result, "unknown", ())
+    regions = getattr(result, "regions", None)
+    packets = sum(r.packets for r in regions) if regions is not None else None
+    return Comparison(decided, changes, packets)
