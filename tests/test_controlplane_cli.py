@@ -94,6 +94,8 @@ def test_serve_releases_survives_kill_9_and_never_reuses_a_sender(lab, tmp_path)
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["chain_intact"]
+    text = subprocess.run([SEALNET, "controlplane", "audit", "--db", db], capture_output=True, text=True).stdout
+    assert text.count("keys released (SIMULATED evidence)") == 5 and "chain intact" in text
     assert [r["detail"]["sender"] for r in doc["rows"] if r["event"] == "release"] == [1, 2, 3, 4, 5]
 
 

@@ -170,6 +170,7 @@ def run_audit(args: argparse.Namespace) -> int:
                                         detail=json.loads(r[8])) for r in rows]}, indent=2))
     else:
         for r in rows:
-            print(f"{r[0]:>6} {r[2]:<8} {r[3]:<12} {r[4]:<12} {r[6]:<20} {r[7]}")
+            simulated = " (SIMULATED evidence)" if json.loads(r[8]).get("simulated") else ""
+            print(f"{r[0]:>6} {r[2]:<8} {r[3]:<12} {r[4]:<12} {r[6]:<20} {r[7]}{simulated}")
         print("chain intact" if broken is None else f"chain BROKEN at row {broken}")
     return 0 if broken is None else 1
