@@ -227,3 +227,61 @@ def test_faults_mid_workflow_fail_closed_and_recover(cluster: ClusterState, tmp_
     # status reports the dead agent and fails.
     proc = _sealnet("cluster", "status", "--state", cluster.directory)
     assert proc.returncode == 1 and "NOT RUNNING" in proc.stdout
+
+
+@pytest.mark.kernel
+def test_control_plane_killed_and_a_node_with_another_bundle(cluster: ClusterState, tmp_path: Path) -> None:
+    """kill -9 of the lab's control plane: nodes keep the keys it released,
+    the workflow completes sealed. A hospital node restarted on another
+    bundle (signed by the same authority, another policy version) is refused
+    by its control plane and holds no keys: its seal traffic is dropped."""
+    layout = cluster.layout
+    assert layout is not None and cluster.bundle
+    policy = _policy()
+    lab_cp = next(p for p in cluster.processes if p.host == "lab-cp")
+    os.kill(lab_cp.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while lifecycle.alive(lab_cp) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not lifecycle.alive(lab_cp)
+
+    # Another bundle for hospital-n2: the same policy, one more rule, same authority.
+    other_policy = tmp_path / "other.policy"
+    other_policy.write_text(Path(cluster.directory, "policy.sim.policy").read_text().replace(
+        "default deny", "rule extra: allow tcp from hospital to hospital port 9999\ndefault deny"))
+    other_bundle = tmp_path / "other.snb"
+    proc = subprocess.run([str(Path(sys.executable).parent / "policyc"), "compile", str(other_policy), "-o",
+                           str(other_bundle), "--sign-key", cluster.file("authority.key")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    agent = next(p for p in cluster.processes if p.host == "hospital-n2")
+    lifecycle.stop(agent)
+    host = layout.host("hospital-n2")
+    node.unload("eth0", host.netns, open_sealed_flows=True)
+    argv = [a if a != cluster.bundle else str(other_bundle) for a in agent.argv]
+    log = tmp_path / "swapped.log"
+    with open(log, "wb") as out:
+        swapped = subprocess.Popen(argv, stdout=out, stderr=out, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (b"control_plane_refused" in log.read_bytes() and b'"loaded"' in log.read_bytes()):
+            assert swapped.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        events = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+        refused = [e for e in events if e["event"] == "control_plane_refused"]
+        assert refused and refused[0]["code"] == "bundle_measurement", events
+        state = node.read_state("eth0", host.netns)
+        assert state is not None and not state.epochs  # loaded, enforcing, and keyless: seal traffic drops
+
+        deployment = genomics_dask.deploy(layout, policy, tmp_path / "dask")
+        try:
+            # Without hospital-n2 (no keys: its workers could not talk to the lab),
+            # the pipeline runs on the other nodes, with the lab's control plane dead.
+            deployment.ingest_workers = deployment.ingest_workers[:1]
+            result = deployment.run(samples=4, reads=500, timeout=90)
+        finally:
+            deployment.stop()
+        assert result["checked"] is True, result
+    finally:
+        swapped.terminate()
+        swapped.wait(10)
