@@ -89,3 +89,48 @@ def test_shift_moves_every_span_and_nothing_else() -> None:
     assert again == tree.statements
     assert all(m.span.line == s.span.line + 7 and m.span.column == s.span.column
                for m, s in zip(moved, tree.statements))
+
+
+@pytest.mark.parametrize("source", SOURCES[:3] + [None], ids=[p.name for p in SOURCES[:3]] + ["generated-300"])
+def test_what_hover_says_a_rule_decides_is_what_it_decides(source: Path | None) -> None:
+    """Cube subtraction (hover) against the first-match reference semantics, on sampled packets."""
+    import sys
+
+    from sealnet.compiler.frontend import compile_text
+    from sealnet.compiler.ir import Packet
+    from sealnet.compiler.lsp.hover import decided_region
+    from sealnet.compiler.regions import RuleIndex
+    from sealnet.compiler.semantics import decide
+
+    if source is None:
+        sys.path.insert(0, str(ROOT.parent / "benchmarks"))
+        from gen_policy import generate
+        text = generate(300)
+    else:
+        text = source.read_text(encoding="utf-8")
+    policy, _ = compile_text(text, "p")
+    if policy is None:
+        pytest.skip("the golden file has errors on purpose")
+    index = RuleIndex.build(policy)
+    rnd = random.Random(3)
+
+    def value(intervals) -> int:
+        lo, hi = rnd.choice(intervals)
+        return rnd.choice([lo, hi, rnd.randint(lo, hi)])
+
+    def sample(cube) -> Packet:
+        proto = value(cube.proto)
+        return Packet(value(cube.src), value(cube.dst), proto, 0, value(cube.dport) if proto in (6, 17) else 0)
+
+    checked = 0
+    for rule in policy.rules:
+        region, exact = decided_region(policy, index, rule)
+        assert exact
+        for cube in rule.match.cubes:
+            for _ in range(20):
+                packet = sample(cube)
+                if not rule.match.matches(packet):
+                    continue  # a portless protocol drawn from a cube whose ports exclude 0
+                assert (decide(policy, packet).rule_index == rule.index) == region.matches(packet), (rule.name, packet)
+                checked += 1
+    assert checked > 0

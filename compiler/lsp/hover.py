@@ -14,11 +14,12 @@ import ipaddress
 from sealnet.compiler import ast
 from sealnet.compiler.cubes import match_subtract
 from sealnet.compiler.explain import cube_row, ports_text
-from sealnet.compiler.ir import PORTED_PROTOCOLS, PROTO_NAMES, Match, normalize
+from sealnet.compiler.ir import PORTED_PROTOCOLS, PROTO_NAMES, Match, Policy, Rule, normalize
 from sealnet.compiler.lsp import symbols
 from sealnet.compiler.lsp.convert import contains
 from sealnet.compiler.lsp.state import DocumentState, Verified, relocate
 from sealnet.compiler.lsp.verification import PROVED, REFUTED
+from sealnet.compiler.regions import RuleIndex
 
 # Bounds on what a hover lists and computes: it must answer at once.
 ROWS_SHOWN = 8
@@ -158,16 +159,26 @@ def _rule_text(state: DocumentState, decl: ast.RuleDecl) -> str:
     return "\n".join(lines)
 
 
-def _decides(verified: Verified, rule) -> tuple[list[dict[str, str]], bool]:
+def _decides(verified: Verified, rule: Rule) -> tuple[list[dict[str, str]], bool]:
+    region, complete = decided_region(verified.policy, verified.index, rule)
+    return [cube_row(c) for c in region.cubes], complete
+
+
+def decided_region(policy: Policy, index: RuleIndex, rule: Rule) -> tuple[Match, bool]:
+    """The packets `rule` decides: its match less every earlier rule's (only rules sharing its buckets).
+
+    Exact when the second value is True; past CUBE_BUDGET pieces the subtraction
+    stops and the region is larger than what the rule decides.
+    """
     remaining: Match = rule.match
-    for i in verified.index.candidates(rule.match):
+    for i in index.candidates(rule.match):
         if i >= rule.index:
             break
-        cut = match_subtract(remaining, verified.policy.rules[i].match)
+        cut = match_subtract(remaining, policy.rules[i].match)
         if len(cut.cubes) > CUBE_BUDGET:
-            return [cube_row(c) for c in remaining.cubes], False
+            return remaining, False
         remaining = cut
-    return [cube_row(c) for c in remaining.cubes], True
+    return remaining, True
 
 
 def _property_text(state: DocumentState, span, text: str) -> str:
