@@ -9,19 +9,21 @@ is still received. What was changed is returned as a record that `restore`
 takes back.
 
 One wire segment per skb is what collapsed TCP (0.3-0.4 Gbit/s plaintext over
-veth, thousands of retransmits). Measured causes, both dealt with here:
-- Pacing. TCP paces BBR flows itself (no fq qdisc) with an hrtimer per
-  transmitted skb; at one segment per skb the timer rate bounds the flow
-  (tcp_pace_kick fired ~35k/s for ~37k segments/s: 0.4 Gbit/s). The routes
-  through the uplink therefore name a congestion control that does not pace
-  (RTAX_CC_ALGO, `congctl` in `ip route`): new connections use it unless the
-  application picks one. Measured: 0.40 -> 3.1 Gbit/s, no pacing timer fires.
-- Reordering. Without multiple hardware queues (veth) a packet goes through
-  the backlog of the CPU that sent it; a flow's segments leave from its
-  process on one CPU and from softirq on the other and arrive out of order
-  (OFO queue, a DSACK for nearly every retransmit: all spurious). Receive
-  packet steering over all CPUs (runtime/rps.py) hashes each flow to one
-  CPU's backlog: in order per flow, flows still spread. Retransmits -> 0.
+veth, thousands of retransmits). The cause, measured: TCP paces BBR flows
+itself (no fq qdisc) with an hrtimer per transmitted skb; at one segment per
+skb the timer rate bounds the flow (tcp_pace_kick fired ~35k/s for ~37k
+segments/s: 0.4 Gbit/s), and the segments the timer sends from softirq on
+the other CPU enter that CPU's backlog (veth has no hardware queues) and
+overtake those sent from the process: out-of-order queue, a DSACK for nearly
+every retransmit (all spurious). The routes through the uplink therefore name
+a congestion control that does not pace (RTAX_CC_ALGO, `congctl` in `ip
+route`): new connections use it unless the application picks one. Measured:
+0.40 -> 3.1 Gbit/s, no pacing timer fires, retransmits from thousands to a
+few. Receive packet steering (rps_cpus) would put each flow on one CPU's
+backlog too, but measured it bought no throughput once pacing was gone
+(1.00 vs 1.01 Gbit/s) and cost 21 us of a 64-byte UDP round trip (17.9 ->
+38.9 us: a packet steered to the other, often idle, vCPU waits for it to
+wake), so it is not set.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sealnet.contracts.abi import SEAL_OVERHEAD  # 16-byte seal header + 16-byte tag
-from sealnet.runtime import ethtool, rps
+from sealnet.runtime import ethtool
 from sealnet.runtime.netns import get_mtu, iproute
 
 RTAX_MTU = "RTAX_MTU"
@@ -57,7 +59,6 @@ class InterfaceChange:
     route_mtu: int = 0
     previous_gso_max_segs: int = 0  # 0: unchanged
     route_cc: str = ""  # congestion control the routes name while prepared
-    previous_rps: dict[str, str] = field(default_factory=dict)  # rx queue -> rps_cpus before
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,7 +68,7 @@ class InterfaceChange:
         routes = [RouteChange(**r) for r in data.get("routes", [])]
         return cls(data["iface"], data.get("netns"), list(data.get("offloads_disabled", [])),
                    routes, int(data.get("route_mtu", 0)), int(data.get("previous_gso_max_segs", 0)),
-                   str(data.get("route_cc", "")), dict(data.get("previous_rps", {})))
+                   str(data.get("route_cc", "")))
 
 
 def _route_key(route: Any) -> tuple[str, int, int]:
@@ -112,7 +113,7 @@ def plan(iface: str, netns: str | None = None) -> InterfaceChange:
     way through is undone from the record, with nothing left changed."""
     change = InterfaceChange(iface, netns, offloads_disabled=ethtool.active_segmentation_offloads(iface, netns=netns),
                              route_mtu=get_mtu(iface, netns=netns) - SEAL_OVERHEAD,
-                             route_cc=unpaced_congestion_control(), previous_rps=rps.read(iface, netns))
+                             route_cc=unpaced_congestion_control())
     with iproute(netns) as ipr:
         index = ipr.link_lookup(ifname=iface)[0]
         change.previous_gso_max_segs = int(ipr.get_links(index)[0].get_attr("IFLA_GSO_MAX_SEGS") or 0)
@@ -132,7 +133,6 @@ def apply(change: InterfaceChange) -> None:
             ethtool.set_features(change.iface, {n: False for n in change.offloads_disabled}, netns=change.netns)
         _set_gso_max_segs(change.iface, change.netns, 1)
         _set_route_mtus(change)
-        rps.spread_flows(change.iface, change.netns)
     except Exception:
         restore(change)
         raise
@@ -215,11 +215,6 @@ def restore(change: InterfaceChange) -> list[str]:
                     ipr.route("replace", **spec)
     except Exception as exc:  # restoring is best effort: report, never hide
         problems.append(f"routes: {exc}")
-    if change.previous_rps:
-        try:
-            rps.restore(change.iface, change.netns, change.previous_rps)
-        except Exception as exc:
-            problems.append(f"rps_cpus: {exc}")
     if change.previous_gso_max_segs and change.previous_gso_max_segs != 1:
         try:
             _set_gso_max_segs(change.iface, change.netns, change.previous_gso_max_segs)
