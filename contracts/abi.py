@@ -144,7 +144,8 @@ INSTALL_KEY_PROGRAM = "seal_install_key"  # SEC("syscall"), run by the node agen
 RULE_HITS_MAP = "rule_hits"  # per-CPU u64 at rule_slot()
 VERDICT_HITS_MAP = "verdict_hits"  # per-CPU u64 at verdict_slot()
 LAST_DECISION_MAP = "last_decision"  # per-CPU struct last_decision at key 0
-COUNTER_MAPS = (RULE_HITS_MAP, VERDICT_HITS_MAP)  # pinned for `sealnet node status`
+RULE_VERDICT_HITS_MAP = "rule_verdict_hits"  # per-CPU u64 at rule_verdict_slot(): which rule dropped what
+COUNTER_MAPS = (RULE_HITS_MAP, VERDICT_HITS_MAP, RULE_VERDICT_HITS_MAP)  # pinned for `sealnet node status`
 
 SEAL_KEYS_MAP = "seal_keys"  # struct seal_key at seal_key_slot()
 SEAL_TX_MAP = "seal_tx"  # struct seal_tx at seal_pair()
@@ -154,7 +155,7 @@ SEAL_SCRATCH_MAP = "seal_scratch"
 SEAL_REPLAY_MAP = "seal_replay"
 SEAL_INSTALL_MAPS = (SEAL_KEYS_MAP, SEAL_TX_MAP, SEAL_CONFIG_MAP, SEAL_SEQ_MAP)  # what key installation writes
 SEAL_MAPS = SEAL_INSTALL_MAPS + (SEAL_SCRATCH_MAP, SEAL_REPLAY_MAP)
-DATAPATH_MAPS = (RULE_HITS_MAP, VERDICT_HITS_MAP, LAST_DECISION_MAP)
+DATAPATH_MAPS = (RULE_HITS_MAP, VERDICT_HITS_MAP, RULE_VERDICT_HITS_MAP, LAST_DECISION_MAP)
 
 
 # --------------------------------------------------------------------- the sealing path's constants
@@ -195,6 +196,16 @@ def rule_slot(direction: int, rule: int, n_rules: int) -> int:
 
 def rule_slot_count(n_rules: int) -> int:
     return len(Direction) * (n_rules + 1)
+
+
+def rule_verdict_slot(direction: int, rule: int, verdict: int, n_rules: int) -> int:
+    """rule_verdict_hits key of (direction, rule, verdict): every verdict of every rule, so any
+    drop is traced to the policy line behind it."""
+    return rule_slot(direction, rule, n_rules) * VERDICT_COUNT + verdict
+
+
+def rule_verdict_slot_count(n_rules: int) -> int:
+    return rule_slot_count(n_rules) * VERDICT_COUNT
 
 
 def domain_slots(n_domains: int) -> int:

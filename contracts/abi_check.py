@@ -89,6 +89,7 @@ def _map_drift(object_bytes: bytes, btf: Btf, sealing: bool, n_rules: int, n_dom
     expected = [
         (abi.RULE_HITS_MAP, abi.rule_slot_count(n_rules), None),
         (abi.VERDICT_HITS_MAP, abi.verdict_slot_count(), None),
+        (abi.RULE_VERDICT_HITS_MAP, abi.rule_verdict_slot_count(n_rules), None),
         (abi.LAST_DECISION_MAP, 1, layouts.get("last_decision")),
     ]
     if sealing:

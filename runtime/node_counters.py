@@ -1,8 +1,11 @@
 """The running data plane's counters, each traced to the rule and policy line behind it.
 
 `rule_hits` counts per (direction, rule), the default rule last;
-`verdict_hits` per (direction, verdict). Both are read from the pins of the
-running load, so `status`, `metrics` and the agent see the same numbers.
+`verdict_hits` per (direction, verdict); `rule_verdict_hits` per (direction,
+rule, verdict), so a drop reason is traced to the rule and line behind it.
+All are read from the pins of the running load, so `status`, `metrics` and
+the agent see the same numbers. Per-rule verdicts are read only for rules
+that saw packets: a 10,000-rule policy's status stays fast.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from sealnet.contracts.abi import RULE_HITS_MAP, VERDICT_HITS_MAP, Direction, counters_by_verdict, rule_slot
+from sealnet.contracts.abi import (RULE_HITS_MAP, RULE_VERDICT_HITS_MAP, VERDICT_HITS_MAP, Direction, Verdict,
+                                   counters_by_verdict, rule_slot, rule_verdict_slot)
 from sealnet.contracts.libbpf import LibbpfError, Map, get_pinned
 from sealnet.runtime.node_state import NodeState
 
@@ -28,6 +32,7 @@ class RuleCount:
     line: int
     direction: str
     packets: int
+    verdicts: dict[str, int]  # this rule's packets by verdict (only the verdicts that occurred)
 
 
 def _open(state: NodeState, name: str) -> Map:
@@ -57,13 +62,21 @@ def rule_counts(state: NodeState) -> list[RuleCount]:
     n_rules = len(values) // len(Direction) - 1  # rule_hits holds rule_slot_count(n_rules) slots
     known = {int(r["index"]): r for r in state.rules}
     out = []
-    for d in Direction:
-        for index in range(n_rules + 1):
-            info = known.get(index, {})
-            default = index == n_rules
-            out.append(RuleCount(index, str(info.get("name", "default" if default else f"rule {index}")),
-                                 str(info.get("action", "")), int(info.get("line", 0)), d.label,
-                                 values[rule_slot(d, index, n_rules)]))
+    with _open(state, RULE_VERDICT_HITS_MAP) as per_verdict:
+        for d in Direction:
+            for index in range(n_rules + 1):
+                info = known.get(index, {})
+                default = index == n_rules
+                packets = values[rule_slot(d, index, n_rules)]
+                verdicts: dict[str, int] = {}
+                if packets:
+                    for v in Verdict:
+                        n = per_verdict.sum_percpu_u64(rule_verdict_slot(d, index, v, n_rules).to_bytes(4, "little"))
+                        if n:
+                            verdicts[v.label] = n
+                out.append(RuleCount(index, str(info.get("name", "default" if default else f"rule {index}")),
+                                     str(info.get("action", "")), int(info.get("line", 0)), d.label, packets,
+                                     verdicts))
     return out
 
 
@@ -72,5 +85,6 @@ def snapshot(state: NodeState) -> dict[str, Any]:
     return {
         "verdict_hits": verdict_counts(state),
         "rules": [{"index": r.index, "name": r.name, "action": r.action, "line": r.line,
-                   "direction": r.direction, "packets": r.packets} for r in rule_counts(state)],
+                   "direction": r.direction, "packets": r.packets, "verdicts": r.verdicts}
+                  for r in rule_counts(state)],
     }

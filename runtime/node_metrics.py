@@ -39,6 +39,9 @@ class NodeCollector(Collector):
                                     labels=["iface", "direction", "rule", "action", "line"])
         verdicts = CounterMetricFamily("sealnet_verdict_packets", "Packets by verdict and reason",
                                        labels=["iface", "direction", "verdict", "reason"])
+        rule_verdicts = CounterMetricFamily("sealnet_rule_verdict_packets",
+                                            "Packets of each policy rule by verdict and reason",
+                                            labels=["iface", "direction", "rule", "line", "verdict", "reason"])
         loaded = GaugeMetricFamily("sealnet_policy_info", "The policy running on an interface",
                                    labels=["iface", "policy", "measurement", "phase"])
         for iface, state in self._states():
@@ -46,12 +49,15 @@ class NodeCollector(Collector):
             try:
                 for r in node_counters.rule_counts(state):
                     rules.add_metric([iface, r.direction, r.name, r.action, str(r.line)], r.packets)
+                    for reason, n in r.verdicts.items():
+                        rule_verdicts.add_metric([iface, r.direction, r.name, str(r.line),
+                                                  "pass" if reason in PASSING else "drop", reason], n)
                 for direction, counts in node_counters.verdict_counts(state).items():
                     for reason, n in counts.items():
                         verdicts.add_metric([iface, direction, "pass" if reason in PASSING else "drop", reason], n)
             except node_counters.CountersError:
                 continue  # a load in progress: the next scrape sees it
-        yield from (rules, verdicts, loaded)
+        yield from (rules, verdicts, rule_verdicts, loaded)
 
 
 def registry_for(interfaces: Iterable[tuple[str, str | None]], state_dir: str) -> CollectorRegistry:

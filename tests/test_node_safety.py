@@ -528,6 +528,7 @@ def test_status_json_and_metrics_name_the_rule_and_line_of_every_counter(topolog
         doc = json.loads(sealnet(lab, "node", "status", "--iface", veth.b, "--netns", ns_b, "--format", "json").stdout)
         rules = {(r["direction"], r["name"]): r for r in doc["counters"]["rules"]}
         assert rules[("ingress", "ab")]["line"] == 5 and rules[("ingress", "ab")]["packets"] >= 4
+        assert rules[("ingress", "ab")]["verdicts"]["seal_plaintext_drop"] >= 4  # the drop, traced to line 5
         assert rules[("ingress", "default")]["action"] == "deny"
         assert doc["counters"]["verdict_hits"]["ingress"]["seal_plaintext_drop"] >= 4
         assert doc["measurement"].startswith("sha384:") and set(doc["program_tags"]) == {"sealnet_egress", "sealnet_ingress"}
@@ -539,6 +540,8 @@ def test_status_json_and_metrics_name_the_rule_and_line_of_every_counter(topolog
             server.shutdown()  # type: ignore[attr-defined]
         assert f'sealnet_rule_packets_total{{action="seal",direction="ingress",iface="{veth.b}",line="5",rule="ab"}}' in text
         assert f'sealnet_verdict_packets_total{{direction="ingress",iface="{veth.b}",reason="seal_plaintext_drop",verdict="drop"}}' in text
+        assert (f'sealnet_rule_verdict_packets_total{{direction="ingress",iface="{veth.b}",line="5",'
+                f'reason="seal_plaintext_drop",rule="ab",verdict="drop"}}') in text
     finally:
         node.unload(veth.b, ns_b, open_sealed_flows=True)
 

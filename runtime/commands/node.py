@@ -183,7 +183,9 @@ def run_status(args: argparse.Namespace) -> int:
         print(f"{direction}: {nonzero or 'no packets'}")
     for r in out["counters"]["rules"]:
         if r["packets"]:
-            print(f"  {r['direction']} rule {r['name']} (line {r['line']}, {r['action']}): {r['packets']}")
+            why = ", ".join(f"{v} {n}" for v, n in r.get("verdicts", {}).items())
+            print(f"  {r['direction']} rule {r['name']} (line {r['line']}, {r['action']}): {r['packets']}"
+                  + (f" [{why}]" if why else ""))
     return 0
 
 
