@@ -62,7 +62,7 @@ demo: setup
 
 # Each benchmark prints its figures as ratios against a baseline measured in the same run.
 bench: setup
-	@for b in bench_lint bench_verify bench_datapath bench_aead bench_seal bench_compare bench_cluster; do \
+	@for b in bench_lint bench_verify bench_datapath bench_aead bench_seal bench_compare bench_cluster bench_node; do \
 		echo "== $$b"; $(BIN)/python benchmarks/$$b.py; done
 
 # The VS Code extension (editors/vscode/README.md): needs Node 20 and npm, not the test suite.
