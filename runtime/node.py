@@ -337,12 +337,16 @@ def load_object(object_bytes: bytes, *, iface: str, netns: str | None, measureme
                         obj.map(name).freeze()
                 pin_dir = _pin_dir_of(iface, netns, programs[EGRESS].info().id)
                 os.makedirs(pin_dir, mode=0o700)
-                for name in PINNED_MAPS + (SEAL_PINNED_MAPS if handles else ()):
-                    pin_fd(obj.map(name).fd, os.path.join(pin_dir, name))
-                for name, prog in programs.items():
-                    pin_fd(prog.fd, os.path.join(pin_dir, name))
-                if handles:
-                    pin_fd(handles.install_fd, os.path.join(pin_dir, seal_keys.INSTALL_PROGRAM))
+                try:
+                    for name in PINNED_MAPS + (SEAL_PINNED_MAPS if handles else ()):
+                        pin_fd(obj.map(name).fd, os.path.join(pin_dir, name))
+                    for name, prog in programs.items():
+                        pin_fd(prog.fd, os.path.join(pin_dir, name))
+                    if handles:
+                        pin_fd(handles.install_fd, os.path.join(pin_dir, seal_keys.INSTALL_PROGRAM))
+                except Exception:
+                    _remove_pins(pin_dir)  # not journalled yet: the running load is untouched
+                    raise
                 state = NodeState(
                     iface=iface, netns=netns, measurement=measurement, policy=policy,
                     program_tags={n: p.tag().hex() for n, p in programs.items()},
