@@ -226,8 +226,8 @@ def test_cli_refuses_garbage_evidence(files, tmp_path) -> None:
     for name, data in (("empty", b""), ("short", b"\x01" * 100), ("oddhex", b"abc"), ("nul", b"\0" * 0x4A0)):
         (files / name).write_bytes(data)
         out = _cli(files, evidence=name)
-        assert out.returncode == 1 and "Traceback" not in out.stderr, (name, out.stderr)
-        assert len(out.stderr.strip().splitlines()) == 1
+        assert out.returncode == 1 and "Traceback" not in out.stderr, (name, out.returncode, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1, (name, out.stderr)
 
 
 # ------------------------------------------------------------------ SNP through the broker
