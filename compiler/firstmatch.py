@@ -16,7 +16,8 @@ from typing import Callable, Iterable, Sequence
 
 from sealnet.compiler.cubes import cube_subtract, match_intersect, match_size
 from sealnet.compiler.solving import DEFAULT_CUBE_BUDGET
-from sealnet.compiler.ir import PORTED_PROTOCOLS, Action, Cube, IntervalSet, Match, Packet, Rule, contains, intersect
+from sealnet.compiler.ir import (ADDR_MAX, PORT_MAX, PORTED_PROTOCOLS, PROTO_MAX, Action, Cube, IntervalSet, Match, Packet,
+                                 Rule, complement, contains, intersect)
 
 # Cubes a region may fragment into before the arithmetic gives up.
 CUBE_BUDGET = DEFAULT_CUBE_BUDGET
@@ -90,15 +91,15 @@ def _meet(a: IntervalSet, b: IntervalSet) -> bool:
 
 def cubes_meet(x: Cube, y: Cube) -> bool:
     """Do two cubes share a well-formed packet? (No cube is built: this is the hot test.)"""
-    if not (_meet(x.src, y.src) and _meet(x.dst, y.dst)):
+    if not (_meet(x.dport, y.dport) and _meet(x.src, y.src) and _meet(x.dst, y.dst) and _meet(x.proto, y.proto)):
         return False
-    proto = intersect(x.proto, y.proto)
-    if not proto or not _meet(x.dport, y.dport):
-        return False
-    if any(contains(proto, p) for p in PORTED_PROTOCOLS):
-        return True
-    # only protocols without ports: they carry dport 0
-    return contains(x.dport, 0) and contains(y.dport, 0)
+    for p in PORTED_PROTOCOLS:
+        if contains(x.proto, p) and contains(y.proto, p):
+            return True  # and the ports meet
+    # only protocols without ports in common, if any: they carry dport 0
+    return (contains(x.dport, 0) and contains(y.dport, 0)
+            and any(p not in PORTED_PROTOCOLS for lo, hi in intersect(x.proto, y.proto)
+                    for p in range(lo, min(hi, lo + 3) + 1)))
 
 
 def meet(a: Match, b: Match) -> bool:
@@ -251,3 +252,56 @@ def samples(match: Match, limit: int = 6) -> list[Packet]:
         if len(found) >= limit:
             break
     return found[:limit]
+
+
+_FIELDS = ("src", "dst", "proto", "dport")
+_MAXIMA = {"src": ADDR_MAX, "dst": ADDR_MAX, "proto": PROTO_MAX, "dport": PORT_MAX}
+
+
+def _cube_within(small: Cube, big: Cube) -> bool:
+    return (_within(small.src, big.src) and _within(small.dst, big.dst) and _within(small.proto, big.proto)
+            and _within(small.dport, big.dport))
+
+
+def uncovered_point(region: Match, cuts: Iterable[Match], budget: int = CUBE_BUDGET,
+                    accept: Callable[[Cube], Packet | None] | None = None) -> tuple[str, Packet | None]:
+    """A well-formed packet of `region` that no cut holds: ("found", packet),
+    ("none", None) when the cuts cover the region, ("budget", None) past `budget` splits.
+
+    Depth first: a cube is split only along a cut that meets it partly, and
+    each branch keeps only the cuts that still meet it, so a packet is often
+    found after a few splits and a covered region is proved without ever
+    listing its fragments. `accept(cube)`, when given, is asked at each
+    uncovered cube for the packet to return (None: keep looking).
+    """
+    cut_cubes = [c for m in cuts for c in m.cubes if not c.is_empty()]
+    stack = [(r, cut_cubes) for r in reversed(region.cubes) if not r.is_empty()]
+    splits = 0
+    while stack:
+        r, cs = stack.pop()
+        cs = [c for c in cs if cubes_meet(r, c)]
+        if not cs:
+            found = accept(r) if accept is not None else cube_point(r)
+            if found is not None:
+                return "found", found
+            continue
+        if any(_cube_within(r, c) for c in cs):
+            continue
+        splits += 1
+        if splits > budget:
+            return "budget", None
+        c = cs[0]
+        for name in _FIELDS:
+            mine, theirs = getattr(r, name), getattr(c, name)
+            if not _within(mine, theirs):
+                outside = intersect(mine, complement(theirs, _MAXIMA[name]))
+                inside = intersect(mine, theirs)
+                stack.append((_replace(r, name, outside), cs))
+                stack.append((_replace(r, name, inside), cs))
+                break
+    return "none", None
+
+
+def _replace(cube: Cube, name: str, value: IntervalSet) -> Cube:
+    return Cube(value if name == "src" else cube.src, value if name == "dst" else cube.dst,
+                value if name == "proto" else cube.proto, value if name == "dport" else cube.dport)

@@ -47,8 +47,8 @@ import z3
 from sealnet.compiler.cubes import match_intersect, match_size
 from sealnet.compiler.diagnostics import Note, Severity
 from sealnet.compiler.findings import Finding, Outcome, Proved, findings_to_diagnostics  # noqa: F401  (re-exported for lint)
-from sealnet.compiler.firstmatch import (covers, find_decided, is_void, meet, minimal_cover, partition, point, samples,
-                                          subtract)
+from sealnet.compiler.firstmatch import (covers, cube_point, find_decided, is_void, meet, minimal_cover, partition,
+                                          point, samples, subtract, uncovered_point)
 from sealnet.compiler.ir import Action, AssertKind, Cube, Match, Packet, Policy, Rule, Span
 from sealnet.compiler.regions import RegionMap, RuleIndex
 from sealnet.compiler.semantics import decide
@@ -251,29 +251,43 @@ class Verifier:
             self._blocked(rule, mine, [e for e in earlier if e.index <= container.index])
             return
         trial = samples(mine)
-        decided = next((p for p in trial if self._decision(p)[1] == rule.index), None)
-        region: Match | None = None
-        if decided is None:
-            by_size = sorted(earlier, key=lambda e: -match_size(self.scoped[e.index]))
-            rest = subtract(mine, (self.scoped[r.index] for r in by_size), self.cubes)
-            if rest is None:
-                decided = self._decides_z3(rule, earlier)
-                if decided is None:
+        decided = [p for p in trial if self._decision(p)[1] == rule.index]
+        if not any(self._decision(p, without=rule)[0] is not rule.action for p in decided):
+            # exhaustive: the packets it decides (its cubes less the earlier rules', depth first),
+            # and among them one that the later rules or the default decide otherwise
+            later = self._overlapping(mine, ids[ids > rule.index])
+            first: list[Packet] = []
+            over = []
+
+            def other_without(cube: Cube) -> Packet | None:
+                p = cube_point(cube)
+                if p is None:
+                    return None
+                first.append(p)
+                status, q = find_decided(Match((cube,)), later, self.policy.default,
+                                         lambda act: act is not rule.action, self.cubes)
+                if status == "budget":
+                    over.append(cube)
+                return q
+
+            status, w = uncovered_point(mine, (self.scoped[r.index] for r in earlier), self.cubes, other_without)
+            if status == "found":
+                assert w is not None
+                self._check(self._decision(w)[1] == rule.index and
+                            self._decision(w, without=rule)[0] is not rule.action, f"`{rule.name}` deciding", w)
+            elif status == "budget" or over:
+                known = decided + first
+                decided_z3 = known[0] if known else self._decides_z3(rule, earlier)
+                if decided_z3 is None:
                     return
-            elif rest.cubes:
-                decided, region = point(rest), rest
-                assert decided is not None
-                self._check(self._decision(decided)[1] == rule.index, f"`{rule.name}` deciding", decided)
-            else:
+                self._redundant_by_later(rule, earlier, later, decided_z3, None)
+            elif status == "none" and not first:
                 self._blocked(rule, mine, earlier)
                 return
-        # packets the rule decides, tried cheaply first: one decided otherwise without it ends the question
-        mine_decided = [p for p in trial if self._decision(p)[1] == rule.index] or [decided]
-        if not any(self._decision(p, without=rule)[0] is not rule.action for p in mine_decided):
-            if region is None:
-                region = subtract(mine, (self.scoped[r.index] for r in earlier), self.cubes)
-            later = self._overlapping(mine, ids[ids > rule.index])
-            self._redundant_by_later(rule, earlier, later, decided, region)
+            elif status == "none":
+                w = first[0]
+                self._check(self._decision(w)[1] == rule.index, f"`{rule.name}` deciding", w)
+                self._redundant_by_later(rule, earlier, later, w, Match(()))
         self._pairs(rule, mine, earlier)
 
     def _blocked(self, rule: Rule, mine: Match, earlier: list[Rule]) -> None:
@@ -288,7 +302,8 @@ class Verifier:
         if cover is None:  # past the budget: the deciders themselves block it
             cover = sorted(deciders, key=lambda r: (r.action is rule.action, r.index))
         first = cover[0]
-        w = point(match_intersect(mine, self.scoped[first.index]))
+        decided_by = {r.index: m for r, m in pieces if r is not None}
+        w = point(decided_by.get(first.index) or match_intersect(mine, self.scoped[first.index]))
         assert w is not None
         action, by = self._decision(w)
         self._check(by is not None and by < rule.index, "blocking", w)
@@ -317,15 +332,11 @@ class Verifier:
 
     def _redundant_by_later(self, rule: Rule, earlier: list[Rule], later: list[Rule],
                             decided: Packet, region: Match | None) -> None:
-        """Would the later rules (or the default) decide its packets the same way?"""
+        """Report the rule redundant: the later rules (or the default) decide its packets the same way.
+
+        region None: not yet known, ask Z3; otherwise the caller has proved it exactly.
+        """
         witness = decided
-        if region is not None:
-            status, _ = find_decided(region, later, self.policy.default,
-                                     lambda act: act is not rule.action, self.cubes)
-            if status == "found":
-                return
-            if status == "budget":
-                region = None
         if region is None:
             if later:
                 code = ACTION_CODES[rule.action]

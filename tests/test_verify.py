@@ -126,3 +126,26 @@ def test_examples_verify_clean(name: str) -> None:
     path = Path(__file__).resolve().parent.parent / "examples" / f"{name}.policy"
     report = verify(compile_ok(path.read_text(), str(path)))
     assert report.findings == [] and len(report.proved) >= 4
+
+
+def test_blocking_set_names_only_the_rule_that_decides() -> None:
+    """The issue's example: r1 matches r2's packets too, but r0 decides all of them."""
+    found = kinds("rule r0: allow plaintext tcp from any to 198.18.0.0/15\n"
+                  "rule r1: allow plaintext tcp from !c to b\n"
+                  "rule r2: seal tcp from !c to b\n")
+    assert ("shadowed", ("r2", "r0")) in found
+
+
+def test_batfish_classic_blocking_set_and_grouped_warnings() -> None:
+    """254 single-host deny lines, a broad line, then a narrow one (Batfish filterLineReachability)."""
+    hosts = "".join(f"rule h{i}: deny tcp from 198.18.1.{i} to b\n" for i in range(1, 255))
+    policy = compile_ok(HEADER + DOMAINS + hosts + "rule broad: allow plaintext tcp from a to b\n"
+                        "rule narrow: seal tcp from 198.18.1.0/28 to b port 443\n")
+    report = verify(policy)
+    (narrow,) = [f for f in report.findings if f.rules[0] == "narrow"]
+    assert narrow.kind == "shadowed"  # denied by hosts, allowed (not sealed) by broad
+    assert narrow.rules == ("narrow", "broad")  # broad alone matches all its packets: no host line is needed
+    broad = [f for f in report.findings if f.rules[0] == "broad" and f.kind in ("correlated", "generalization")]
+    assert len(broad) == 1 and len(broad[0].rules) == 255  # one warning naming the 254 host lines
+    assert decide(policy, narrow.witness).rule_name == "broad"  # the witness shows the flagged rule deciding
+    assert broad[0].witness.src & 0xFF != 0  # a host, not the network address
