@@ -39,6 +39,10 @@ and a total budget.
 
 from __future__ import annotations
 
+import gc
+import multiprocessing
+import os
+import pickle
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -59,6 +63,8 @@ from sealnet.compiler.z3_encoding import ACTION_CODES, Chain, PacketVars, match_
 # scan of semantics.decide; above it with the region index (same semantics,
 # tested equal), so checking stays linear in the number of findings.
 PLAIN_CHECK_LIMIT = 256
+# From this many rules on, the rule checks run in two processes (fork).
+PARALLEL_MIN_RULES = 2000
 # Rules named in a finding's notes; the finding's `rules` lists them all.
 NOTES_SHOWN = 8
 
@@ -231,11 +237,52 @@ class Verifier:
 
     # -- rules ---------------------------------------------------------------------------
     def check_rules(self) -> None:
-        for rule in self.rules:
+        if len(self.rules) >= PARALLEL_MIN_RULES and (os.cpu_count() or 1) > 1 and self.universe is None:
+            self._check_rules_in_two()
+        else:
+            self._check_rule_slice(0, 1)
+
+    def _check_rule_slice(self, part: int, parts: int) -> None:
+        for rule in self.rules[part::parts]:
             try:
                 self._check_rule(rule)
             except Undecided as exc:
                 self._undecided("rule", rule.name, rule.span, exc.reason)
+
+    def _check_rules_in_two(self) -> None:
+        """Half the rules in a forked child, half here: the checks of different rules are independent."""
+        reader, writer = multiprocessing.get_context("fork").Pipe(duplex=False)
+        child = multiprocessing.get_context("fork").Process(target=self._child, args=(writer,), daemon=True)
+        gc.freeze()  # the child shares the parent's objects without the collector touching (copying) their pages
+        try:
+            child.start()
+        finally:
+            gc.unfreeze()
+        writer.close()
+        try:
+            self._check_rule_slice(0, 2)
+            findings, unknown = pickle.loads(reader.recv_bytes())
+        except EOFError:
+            raise RuntimeError("the verifier's worker process died") from None
+        finally:
+            if child.is_alive():
+                child.join(timeout=0.5)
+            if child.is_alive():
+                child.kill()
+                child.join()
+            reader.close()
+        self.report.findings.extend(findings)
+        self.report.unknown.extend(unknown)
+
+    def _child(self, writer) -> None:
+        try:
+            self.report = Report()
+            self._check_rule_slice(1, 2)
+            writer.send_bytes(pickle.dumps((self.report.findings, self.report.unknown)))
+        except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the parent reports it
+            os._exit(130)
+        finally:
+            writer.close()
 
     def _check_rule(self, rule: Rule) -> None:
         mine = self.scoped[rule.index]
@@ -547,7 +594,8 @@ class Verifier:
         self.check_assertions()
         self.check_workflows()
         self.check_least_privilege()
-        self.report.findings.sort(key=lambda f: (f.span.line, f.span.column, f.kind))
+        self.report.findings.sort(key=lambda f: (f.span.line, f.span.column, f.kind, f.rules))
+        self.report.unknown.sort(key=lambda o: (o.span.line, o.span.column, o.kind, o.text))
         return self.report
 
 

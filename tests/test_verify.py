@@ -149,3 +149,18 @@ def test_batfish_classic_blocking_set_and_grouped_warnings() -> None:
     assert len(broad) == 1 and len(broad[0].rules) == 255  # one warning naming the 254 host lines
     assert decide(policy, narrow.witness).rule_name == "broad"  # the witness shows the flagged rule deciding
     assert broad[0].witness.src & 0xFF != 0  # a host, not the network address
+
+
+def test_two_processes_report_what_one_does(monkeypatch) -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from gen_mix import generate
+    from sealnet.compiler import verify as verifier
+
+    policy = compile_ok(generate(300))
+    monkeypatch.setattr(verifier, "PARALLEL_MIN_RULES", 10**9)
+    one = verify(policy).to_json()
+    monkeypatch.setattr(verifier, "PARALLEL_MIN_RULES", 10)
+    assert verify(policy).to_json() == one
