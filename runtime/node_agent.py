@@ -45,6 +45,9 @@ from sealnet.runtime.attest.tsm import TsmAttester, tdx_rtmr_path
 from sealnet.runtime.attest.verifier import VerifierConfig
 from sealnet.runtime.node_files import NodeFileError, read_bounded
 
+# One TEE, one runtime log. A machine standing in for several nodes (sealnet
+# cluster) gives each simulated node its own log through this variable.
+RUNTIME_LOG_ENV = "SEALNET_RUNTIME_LOG"
 MAX_BUNDLE_BYTES = 256 << 20  # two 64 MiB sections, a header and a signature fit with room
 TICK_SECONDS = 1.0
 REPLAY_SAVE_SECONDS = 10.0
@@ -169,8 +172,8 @@ class ControlSource:
         verified, signer = verified_bundle(cfg.bundle or "", cfg.trust or "")
         domain = self._domain(verified.manifest)
         try:
-            measured = runtime_log.record_bundle(runtime_log.log_path(node.STATE_DIR), verified.measurement,
-                                                 rtmr_path=self.rtmr_path)
+            log_file = os.environ.get(RUNTIME_LOG_ENV) or runtime_log.log_path(node.STATE_DIR)
+            measured = runtime_log.record_bundle(log_file, verified.measurement, rtmr_path=self.rtmr_path)
         except EvidenceError as exc:
             raise UserError(str(exc)) from None
         try:

@@ -22,6 +22,7 @@ from sealnet.compiler.frontend import load_policy
 from sealnet.runtime import netns, node
 from sealnet.runtime.cluster import capture, lifecycle, topology
 from sealnet.runtime.cluster.state import ClusterState
+from sealnet.runtime.node_agent import RUNTIME_LOG_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = ROOT / "examples" / "genomics.policy"
@@ -261,7 +262,8 @@ def test_control_plane_killed_and_a_node_with_another_bundle(cluster: ClusterSta
     argv = [a if a != cluster.bundle else str(other_bundle) for a in agent.argv]
     log = tmp_path / "swapped.log"
     with open(log, "wb") as out:
-        swapped = subprocess.Popen(argv, stdout=out, stderr=out, start_new_session=True)
+        swapped = subprocess.Popen(argv, stdout=out, stderr=out, start_new_session=True, env={
+            **os.environ, RUNTIME_LOG_ENV: cluster.file("nodes", "hospital-n2", "runtime-log.json")})
     try:
         deadline = time.monotonic() + 60
         while not (b"control_plane_refused" in log.read_bytes() and b'"loaded"' in log.read_bytes()):
@@ -285,3 +287,37 @@ def test_control_plane_killed_and_a_node_with_another_bundle(cluster: ClusterSta
     finally:
         swapped.terminate()
         swapped.wait(10)
+
+
+@pytest.mark.kernel
+def test_down_after_up_was_killed(tmp_path: Path) -> None:
+    """kill -9 of `cluster up` while it starts the node agents: what it had
+    started is recorded, and `down` removes all of it."""
+    state_dir = tmp_path / "cluster"
+    up = subprocess.Popen([SEALNET, "cluster", "up", str(POLICY), "--nodes", "2", "--state", str(state_dir),
+                           "--keys", "static"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    state = None
+    try:
+        while time.monotonic() < deadline:
+            state = ClusterState.load(str(state_dir)) if (state_dir / "cluster.json").exists() else None
+            if state is not None and any(p.role == "node" for p in state.processes):
+                break
+            assert up.poll() is None, "cluster up ended before starting its nodes"
+            time.sleep(0.02)
+        os.kill(up.pid, signal.SIGKILL)
+        up.wait(10)
+        state = ClusterState.load(str(state_dir))
+        assert state is not None and not state.complete and topology.cluster_namespaces(state.cluster_id)
+    finally:
+        proc = _sealnet("cluster", "down", "--state", str(state_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert state is not None
+    assert topology.cluster_namespaces(state.cluster_id) == []
+    assert not any(lifecycle.alive(p) for p in state.processes)
+    prefix = f"{topology.NAME_PREFIX}{state.cluster_id}-"
+    for root in (node.PIN_ROOT, node.STATE_DIR):
+        if os.path.isdir(root):
+            assert [n for n in os.listdir(root) if n.startswith(prefix)] == []
+    assert not state_dir.exists()
+    assert _sealnet("cluster", "down", "--state", str(state_dir)).returncode == 0  # idempotent

@@ -47,6 +47,7 @@ from sealnet.runtime.cluster import topology
 from sealnet.runtime.cluster.state import ClusterState, Process
 from sealnet.runtime.cluster.topology import ROLE_CONTROL, ROLE_NODE, UPLINK, Host
 from sealnet.runtime.netns import NETNS_RUN_DIR, run_in_netns
+from sealnet.runtime.node_agent import RUNTIME_LOG_ENV
 from sealnet.runtime.seal_keys import format_key_file
 from sealnet.runtime.seal_wire import PAIR_KEY_LEN
 
@@ -103,14 +104,16 @@ def _run(argv: list[str], what: str, timeout: float = 300.0) -> str:
 _NSENTER = "nsenter"
 
 
-def _start(state: ClusterState, role: str, host: Host, argv: list[str], *, in_netns: bool = False) -> Process:
+def _start(state: ClusterState, role: str, host: Host, argv: list[str], *, in_netns: bool = False,
+           env: dict[str, str] | None = None) -> Process:
     """Start `argv`, inside the host's namespace when `in_netns`, and record it."""
     logs = state.file("logs")
     os.makedirs(logs, exist_ok=True)
     log = os.path.join(logs, f"{role}-{host.name}.log")
     spawn = [_NSENTER, f"--net={os.path.join(NETNS_RUN_DIR, host.netns)}", *argv] if in_netns else argv
     with open(log, "ab") as out:
-        proc = subprocess.Popen(spawn, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+        proc = subprocess.Popen(spawn, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                                env={**os.environ, **env} if env else None)
     record = Process(role, host.name, proc.pid, spawn, log)
     state.processes.append(record)
     state.save()
@@ -149,18 +152,47 @@ def _reap(pid: int) -> None:
         pass
 
 
+def stop_all(processes: list[Process], timeout: float = STOP_SECONDS) -> int:
+    """SIGTERM to every one still ours, then wait for all; SIGKILL those left
+    after `timeout`. Returns how many were running."""
+    running = [p for p in processes if alive(p)]
+    for p in running:
+        try:
+            os.kill(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    left = list(running)
+    while left and time.monotonic() < deadline:
+        for p in list(left):
+            _reap(p.pid)
+            if not alive(p):
+                left.remove(p)
+        if left:
+            time.sleep(0.02)
+    for p in left:
+        stop(p, timeout=0)
+    return len(running)
+
+
 def stop(process: Process, timeout: float = STOP_SECONDS) -> bool:
     """SIGTERM, then SIGKILL after `timeout`; True when it was running."""
     if not alive(process):
         return False
-    os.kill(process.pid, signal.SIGTERM)
+    try:
+        os.kill(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return True
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         _reap(process.pid)
         if not alive(process):
             return True
         time.sleep(0.02)
-    os.kill(process.pid, signal.SIGKILL)
+    try:
+        os.kill(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return True
     while alive(process):
         _reap(process.pid)
         time.sleep(0.02)
@@ -430,8 +462,11 @@ def _up(state: ClusterState, policy: Policy, observer: Observer, timeout: float)
             else:
                 argv += ["--control", cp_url[host.domain], "--sim-platform", node_platforms[host.domain],
                          "--sim-launch", _sim_launch(policy, host.domain), *control_pubs]
-            # In the node's network namespace: it reaches its control plane from there.
-            started.append(_start(state, "node", host, argv, in_netns=True))
+            # In the node's network namespace: it reaches its control plane from there. Each
+            # simulated node is its own TEE, with its own runtime measurement log.
+            runtime_log = state.file("nodes", host.name, "runtime-log.json")
+            os.makedirs(os.path.dirname(runtime_log), mode=0o700, exist_ok=True)
+            started.append(_start(state, "node", host, argv, in_netns=True, env={RUNTIME_LOG_ENV: runtime_log}))
         expected = {h.name: _directions(policy, h.domain, keyed) for h in agents}
         _wait_ready(started, _agent_ready(expected, {h.name: h.netns for h in agents}), observer, timeout,
                     "node agent")
@@ -480,7 +515,8 @@ def _sweep_node_leftovers(cluster_id: str) -> int:
     return removed
 
 
-_OWNED = ("cluster.json", "authority.key", "authority.key.pub", "bundle.snb", "policy.sim.policy", "keys", "cp", "logs")
+_OWNED = ("cluster.json", "authority.key", "authority.key.pub", "bundle.snb", "policy.sim.policy", "keys", "cp",
+          "nodes", "logs")
 
 
 def down(state_dir: str, observer: Observer | None = None, *, keep_logs: bool = False) -> DownReport:
@@ -492,9 +528,11 @@ def down(state_dir: str, observer: Observer | None = None, *, keep_logs: bool = 
     if state is None:
         return report
     with _Phase(state, observer, "stop processes", total=len(state.processes)) as phase:
-        for i, process in enumerate(reversed(state.processes), start=1):
-            report.stopped += stop(process)
-            observer.advanced(i)
+        # Nodes before control planes, all at once: each agent's shutdown waits on nothing else.
+        nodes = [p for p in state.processes if p.role == "node"]
+        others = [p for p in state.processes if p.role != "node"]
+        report.stopped = stop_all(nodes) + stop_all(others)
+        observer.advanced(len(state.processes))
         phase.detail = f"{report.stopped} running"
     hosts = [h for h in state.layout.hosts if h.role == ROLE_NODE] if state.layout else []
     with _Phase(state, observer, "unload", total=len(hosts)) as phase:
