@@ -176,7 +176,7 @@ def _plot(doc: dict[str, Any], path: Path) -> bool:
     a.set_title("genomics pipeline on Dask")
     sizes = [str(r["nodes"]) for r in doc["init"]]
     bottom = [0.0] * len(sizes)
-    for phase in ("topology", "keys", "nodes"):
+    for phase in ("topology", "keys", "control planes", "nodes"):
         vals = [r["phases_s"].get(phase, 0.0) for r in doc["init"]]
         b.bar(sizes, vals, bottom=bottom, label=phase)
         bottom = [x + y for x, y in zip(bottom, vals)]

@@ -375,7 +375,7 @@ def _agent_ready(expected: dict[str, set[str]], netns_of: dict[str, str]) -> Any
     return ready
 
 
-def up(policy_path: str, nodes_per_domain: int, state_dir: str, *, key_source: str = "static",
+def up(policy_path: str, nodes_per_domain: int, state_dir: str, *, key_source: str = "control",
        observer: Observer | None = None, timeout: float = 120.0) -> ClusterState:
     """Bring the cluster up; on failure everything is taken down again and
     the error re-raised."""
