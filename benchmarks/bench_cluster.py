@@ -11,7 +11,10 @@ Run (root, BPF, tcpdump not needed, the 'demo' extra):
    clusters side by side with their runs interleaved. Each figure is the
    median of `reps` runs after one warm-up run (which also checks the
    result); ratios are to plaintext measured in the same run.
-2. Initialisation, by phase, for clusters of 10, 100, 1,000 nodes (two TEE
+2. The wan path: hospital-n1 -> lab-n1 on the `align` stage's port (sealed
+   by the policy) across the wan namespace, 64-byte TCP round trips and
+   iperf3 TCP throughput, plaintext against sealnet.
+3. Initialisation, by phase, for clusters of 10, 100, 1,000 nodes (two TEE
    domains with /20 node ranges, a generated policy): bundle, topology, keys,
    nodes (agents loaded, keyed, enforcing). Sizes above --agents-max nodes
    measure the topology only and say so: the agent runs one process per node
@@ -29,8 +32,11 @@ import importlib
 import json
 import os
 import platform
+import socket
 import statistics
+import subprocess
 import sys
+import threading
 import tempfile
 import time
 from pathlib import Path
@@ -40,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from sealnet.compiler.frontend import compile_text, load_policy  # noqa: E402
+from sealnet.runtime import netns  # noqa: E402
 from sealnet.runtime.cluster import lifecycle, topology  # noqa: E402
 
 genomics_dask = importlib.import_module("genomics_dask")
@@ -103,6 +110,94 @@ def bench_pipeline(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return results
 
 
+def _tcp_rtt_us(src: topology.Host, dst: topology.Host, port: int, count: int) -> float:
+    """Median round trip of a 64-byte TCP request/response, src -> dst:port (through the wan)."""
+    ready = threading.Event()
+
+    def serve() -> None:
+        with socket.create_server((dst.address, port)) as server:
+            server.settimeout(30)
+            ready.set()
+            conn, _ = server.accept()
+            with conn:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                while data := conn.recv(64):
+                    conn.sendall(data)
+
+    thread = threading.Thread(target=netns.run_in_netns, args=(dst.netns, serve), daemon=True)
+    thread.start()
+    ready.wait(10)
+
+    def ping() -> list[float]:
+        times = []
+        with socket.create_connection((dst.address, port), timeout=10) as conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            payload = b"x" * 64
+            for i in range(count + 50):
+                start = time.perf_counter_ns()
+                conn.sendall(payload)
+                got = 0
+                while got < 64:
+                    got += len(conn.recv(64 - got))
+                if i >= 50:  # warm-up
+                    times.append(time.perf_counter_ns() - start)
+        return times
+
+    times = netns.run_in_netns(src.netns, ping)
+    thread.join(10)
+    return statistics.median(times) / 1000
+
+
+def _iperf_gbit_s(src: topology.Host, dst: topology.Host, port: int, seconds: int) -> float:
+    server = subprocess.Popen(["ip", "netns", "exec", dst.netns, "iperf3", "-s", "-1", "-B", dst.address, "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + seconds + 60
+        while time.monotonic() < deadline:
+            out = subprocess.run(["ip", "netns", "exec", src.netns, "iperf3", "-c", dst.address, "-p", str(port),
+                                  "-t", str(seconds), "-J"], capture_output=True, timeout=seconds + 30)
+            end = json.loads(out.stdout or b"{}").get("end", {}) if out.returncode == 0 else {}
+            if "sum_received" in end:
+                return float(end["sum_received"]["bits_per_second"]) / 1e9
+            time.sleep(0.2)
+        raise RuntimeError("iperf3 never connected")
+    finally:
+        server.kill()
+        server.wait(10)
+
+
+def bench_wan(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """hospital-n1 -> lab-n1:7001 (the `align` stage's port, sealed by the
+    policy) across the wan namespace: 64-byte TCP round trips and iperf3 TCP
+    throughput, plaintext (no data plane) against sealnet (attested nodes)."""
+    policy, _ = load_policy(str(POLICY))
+    port = genomics_dask.stage_port(policy, "align")
+    out: dict[str, Any] = {}
+    layout = topology.plan(policy, 1, "bw" + os.urandom(3).hex())
+    state_dir = str(work / "wan-cluster")
+    try:
+        topology.build(layout)
+        configs: list[tuple[str, topology.Layout]] = [("plaintext", layout)]
+        state = lifecycle.up(str(POLICY), 1, state_dir)
+        assert state.layout is not None
+        configs.append(("sealnet", state.layout))
+        for name, lay in configs:
+            src, dst = lay.host("hospital-n1"), lay.host("lab-n1")
+            rtts = [_tcp_rtt_us(src, dst, port, args.pings) for _ in range(args.reps_wan)]
+            gbits = [_iperf_gbit_s(src, dst, port, args.seconds) for _ in range(args.reps_wan)]
+            out[name] = {"tcp_rtt_us": statistics.median(rtts), "tcp_gbit_s": statistics.median(gbits)}
+            print(f"wan {name:<10} TCP RTT {out[name]['tcp_rtt_us']:.1f} us, iperf3 {out[name]['tcp_gbit_s']:.2f} Gbit/s",
+                  flush=True)
+    finally:
+        topology.teardown(layout.cluster_id)
+        lifecycle.down(state_dir)
+    base = out["plaintext"]
+    for r in out.values():
+        r["rtt_added_us"] = r["tcp_rtt_us"] - base["tcp_rtt_us"]
+        r["throughput_ratio"] = r["tcp_gbit_s"] / base["tcp_gbit_s"]
+    return out
+
+
 def bench_init(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     policy_path = work / "scale.policy"
     policy_path.write_text(SCALE_POLICY.format())
@@ -144,14 +239,21 @@ def bench_init(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
 
 
 def _markdown(doc: dict[str, Any]) -> str:
-    lines = [f"# Cluster benchmark, {doc['time']}", "", f"Machine: {doc['machine']}", "",
-             "## Pipeline makespan (genomics on Dask, 2 nodes per domain)", "",
-             "| configuration | median makespan | ratio to plaintext | penalty |", "|---|---|---|---|"]
+    lines = [f"# Cluster benchmark, {doc['time']}", "", f"Machine: {doc['machine']}"]
+    if doc["pipeline"]:
+        lines += ["", "## Pipeline makespan (genomics on Dask, 2 nodes per domain)", "",
+                  "| configuration | median makespan | ratio to plaintext | penalty |", "|---|---|---|---|"]
     for name, r in doc["pipeline"].items():
         if "median_s" in r:
             lines.append(f"| {name} | {r['median_s']:.3f} s | {r['ratio']:.3f} | {r['penalty_pct']:+.1f} % |")
         else:
             lines.append(f"| {name} | unavailable: {r['unavailable']} | | |")
+    if doc.get("wan"):
+        lines += ["", "## The wan path (hospital-n1 -> lab-n1:7001, across the wan namespace)", "",
+                  "| configuration | TCP 64 B round trip | added | iperf3 TCP | ratio |", "|---|---|---|---|---|"]
+        for name, r in doc["wan"].items():
+            lines.append(f"| {name} | {r['tcp_rtt_us']:.1f} us | {r['rtt_added_us']:+.1f} us | "
+                         f"{r['tcp_gbit_s']:.2f} Gbit/s | {r['throughput_ratio']:.3f} |")
     lines += ["", "## Initialisation by phase", "", "| nodes | hosts | " + "phase seconds | enforcing (excl. bundle) | down |",
               "|---|---|---|---|---|"]
     for row in doc["init"]:
@@ -197,6 +299,10 @@ def main() -> int:
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10, 100, 1000])
     parser.add_argument("--agents-max", type=int, default=100)
     parser.add_argument("--skip-pipeline", action="store_true")
+    parser.add_argument("--skip-wan", action="store_true")
+    parser.add_argument("--pings", type=int, default=2000, help="TCP round trips per wan measurement")
+    parser.add_argument("--seconds", type=int, default=3, help="iperf3 duration per wan measurement")
+    parser.add_argument("--reps-wan", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -206,6 +312,7 @@ def main() -> int:
                                f"{os.cpu_count()} CPUs {platform.processor() or platform.machine()}",
                                "reps": args.reps, "samples": args.samples, "reads": args.reads}
         doc["pipeline"] = {} if args.skip_pipeline else bench_pipeline(args, work)
+        doc["wan"] = {} if args.skip_wan else bench_wan(args, work)
         doc["init"] = bench_init(args, work)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
