@@ -164,3 +164,18 @@ def test_two_processes_report_what_one_does(monkeypatch) -> None:
     one = verify(policy).to_json()
     monkeypatch.setattr(verifier, "PARALLEL_MIN_RULES", 10)
     assert verify(policy).to_json() == one
+
+
+def test_diff_parses_both_policies_at_once_alike(tmp_path, capsys, monkeypatch) -> None:
+    from sealnet.compiler.commands import _common
+
+    old = tmp_path / "old.policy"
+    new = tmp_path / "new.policy"
+    old.write_text(HEADER + DOMAINS + "rule r: seal tcp from a to b\n")
+    new.write_text(HEADER + DOMAINS + "rule s: deny tcp from a to b port 22\nrule r: seal tcp from a to b\n")
+    outputs = []
+    for limit in (10**12, 0):  # serial, then the second file in a forked child
+        monkeypatch.setattr(_common, "PARALLEL_LOAD_BYTES", limit)
+        assert main(["diff", "--format", "json", str(old), str(new)]) == 0
+        outputs.append(json.loads(capsys.readouterr().out))
+    assert outputs[0] == outputs[1] and outputs[0]["status"] == "different"

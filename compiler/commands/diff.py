@@ -19,7 +19,8 @@ import json
 import sys
 
 from sealnet.compiler.commands._common import (EXIT_CODES_HELP, HELP_FORMATTER, EXIT_FINDINGS, EXIT_OK, EXIT_UNKNOWN,
-                                               add_budget_arguments, budget_of, exit_code, load, print_diagnostics)
+                                               add_budget_arguments, budget_of, exit_code, load_all,
+                                               print_diagnostics)
 
 DIFF_FORMATS = ("text", "json", "markdown", "sarif")
 REGIONS_SHOWN = 20  # per group, in text and markdown; JSON lists them all
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     from sealnet.compiler.ir import Span
     from sealnet.compiler.output import use_color
 
-    old, new = load(args.old), load(args.new)
+    old, new = load_all([args.old, args.new])
     if old.policy is None or new.policy is None:
         return _unusable([old, new], args.format)
     result = diff(old.policy, new.policy, budget=budget_of(args))
