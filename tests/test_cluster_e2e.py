@@ -91,6 +91,7 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ClusterS
         if cluster_id:
             # Nothing left: no namespace, no pin, no node state, no state directory.
             assert topology.cluster_namespaces(cluster_id) == []
+            assert lifecycle.marked_processes(cluster_id) == []
             prefix = f"{topology.NAME_PREFIX}{cluster_id}-"
             for root in (node.PIN_ROOT, node.STATE_DIR):
                 if os.path.isdir(root):
@@ -315,6 +316,7 @@ def test_down_after_up_was_killed(tmp_path: Path) -> None:
     assert state is not None
     assert topology.cluster_namespaces(state.cluster_id) == []
     assert not any(lifecycle.alive(p) for p in state.processes)
+    assert lifecycle.marked_processes(state.cluster_id) == []  # nor one started but not yet recorded
     prefix = f"{topology.NAME_PREFIX}{state.cluster_id}-"
     for root in (node.PIN_ROOT, node.STATE_DIR):
         if os.path.isdir(root):

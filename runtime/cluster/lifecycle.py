@@ -55,6 +55,7 @@ DEFAULT_STATE_DIR = "/run/sealnet-cluster"
 # static: key files the cluster writes; control: each node attests to its domain's control plane (MAKE).
 KEY_SOURCES = ("static", "control")
 STOP_SECONDS = 10.0
+CLUSTER_ENV = "SEALNET_CLUSTER"  # in the environment of every process a cluster starts
 BIN_DIR = os.path.dirname(sys.executable)
 # A simulated TEE's launch measurement when the policy lists none for its domain.
 SIM_LAUNCH = "sha384:" + hashlib.sha384(b"sealnet simulated launch (no TEE)").hexdigest()  # policyc and sealnet of this installation
@@ -112,8 +113,9 @@ def _start(state: ClusterState, role: str, host: Host, argv: list[str], *, in_ne
     log = os.path.join(logs, f"{role}-{host.name}.log")
     spawn = [_NSENTER, f"--net={os.path.join(NETNS_RUN_DIR, host.netns)}", *argv] if in_netns else argv
     with open(log, "ab") as out:
+        # The marker lets `down` find it even if we die between this spawn and the save below.
         proc = subprocess.Popen(spawn, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
-                                env={**os.environ, **env} if env else None)
+                                env={**os.environ, **(env or {}), CLUSTER_ENV: state.cluster_id})
     record = Process(role, host.name, proc.pid, spawn, log)
     state.processes.append(record)
     state.save()
@@ -145,11 +147,41 @@ def alive(process: Process) -> bool:
         return False
 
 
+def _exited(pid: int) -> bool:
+    """Our child `pid` has ended (reaped here). Not `alive()`: while nsenter
+    execs the real program, its command line is briefly neither."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == pid
+    except ChildProcessError:
+        return not os.path.exists(f"/proc/{pid}")
+
+
 def _reap(pid: int) -> None:
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+def marked_processes(cluster_id: str) -> list[Process]:
+    """Processes that carry this cluster's marker in their environment."""
+    marker = f"{CLUSTER_ENV}={cluster_id}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                if marker not in fh.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = [a.decode(errors="replace") for a in fh.read().split(b"\0")[:-1]]
+        except OSError:
+            continue
+        if argv:
+            found.append(Process("unrecorded", "?", int(entry), argv, ""))
+    return found
 
 
 def stop_all(processes: list[Process], timeout: float = STOP_SECONDS) -> int:
@@ -349,7 +381,7 @@ def _wait_ready(started: list[Process], ready: Any, observer: Observer, timeout:
         for process in list(pending):
             if ready(process):
                 pending.remove(process)
-            elif not alive(process):
+            elif _exited(process.pid):
                 raise ClusterError(f"{what} of {process.host} exited: {_last_line(process.log)}")
         observer.advanced(len(started) - len(pending))
         if pending and time.monotonic() > deadline:
@@ -532,6 +564,8 @@ def down(state_dir: str, observer: Observer | None = None, *, keep_logs: bool = 
         nodes = [p for p in state.processes if p.role == "node"]
         others = [p for p in state.processes if p.role != "node"]
         report.stopped = stop_all(nodes) + stop_all(others)
+        # Started but not recorded: `up` was killed between a spawn and its record.
+        report.stopped += stop_all(marked_processes(state.cluster_id))
         observer.advanced(len(state.processes))
         phase.detail = f"{report.stopped} running"
     hosts = [h for h in state.layout.hosts if h.role == ROLE_NODE] if state.layout else []
