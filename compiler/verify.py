@@ -161,6 +161,7 @@ class Verifier:
             self.session.add(match_pred(self.p, universe), self.p.sport == 0)
         self.report = Report()
         self._preds: dict[int, z3.BoolRef] = {}
+        self._dead: set[int] = set()  # rules found to decide no packet
 
     def scope(self, match: Match) -> Match:
         return match if self.universe is None else match_intersect(match, self.universe)
@@ -287,12 +288,16 @@ class Verifier:
     def _check_rule(self, rule: Rule) -> None:
         mine = self.scoped[rule.index]
         if is_void(mine):
+            self._dead.add(rule.index)
             self._emit("unreachable", Severity.WARNING, (rule.name,),
                        f"rule `{rule.name}` matches no packet at all"
                        + ("" if self.universe is None else " (in the universe checked)"), rule.span, None)
             return
         ids = self._related(mine, self._keys[rule.index])
-        earlier = self._overlapping(mine, ids[ids < rule.index])
+        overlapped = self._overlapping(mine, ids[ids < rule.index])
+        # A rule that decides nothing never decides a packet of a later rule, and the union of
+        # the earlier rules' matches is the same without it: only the live ones take part.
+        earlier = [e for e in overlapped if e.index not in self._dead]
         container = next((e for e in earlier if covers(self.scoped[e.index], mine)), None)
         if container is not None:  # blocked for sure; only the rules up to the first container decide
             self._blocked(rule, mine, [e for e in earlier if e.index <= container.index])
@@ -335,10 +340,11 @@ class Verifier:
                 w = first[0]
                 self._check(self._decision(w)[1] == rule.index, f"`{rule.name}` deciding", w)
                 self._redundant_by_later(rule, earlier, later, w, Match(()))
-        self._pairs(rule, mine, earlier)
+        self._pairs(rule, mine, overlapped)
 
     def _blocked(self, rule: Rule, mine: Match, earlier: list[Rule]) -> None:
         """The rule decides nothing: classify, and name a minimal blocking set."""
+        self._dead.add(rule.index)
         pieces = partition(mine, earlier, self.cubes)
         if pieces is None:
             self._blocked_z3(rule, earlier)
@@ -405,13 +411,15 @@ class Verifier:
             if other.action is rule.action:
                 continue
             theirs = self.scoped[other.index]
-            mine_only = subtract(mine, (theirs,), self.cubes)
-            theirs_only = subtract(theirs, (mine,), self.cubes)
-            if mine_only is None or theirs_only is None:
-                mine_only_void = self._model(self.pred(rule), z3.Not(self.pred(other))) is None
-                theirs_only_void = self._model(self.pred(other), z3.Not(self.pred(rule))) is None
-            else:
-                mine_only_void, theirs_only_void = not mine_only.cubes, not theirs_only.cubes
+            mine_only, _ = uncovered_point(mine, (theirs,), self.cubes)
+            if mine_only == "budget":
+                mine_only = "none" if self._model(self.pred(rule), z3.Not(self.pred(other))) is None else "found"
+            if mine_only == "none":
+                continue  # rule within other: it decides nothing there (reported above if at all)
+            theirs_only, _ = uncovered_point(theirs, (mine,), self.cubes)
+            if theirs_only == "budget":
+                theirs_only = "none" if self._model(self.pred(other), z3.Not(self.pred(rule))) is None else "found"
+            mine_only_void, theirs_only_void = False, theirs_only == "none"
             if mine_only_void:
                 continue  # rule within other: it decides nothing there (reported above if at all)
             (generalized if theirs_only_void else correlated).append(other)
@@ -440,6 +448,7 @@ class Verifier:
         return None
 
     def _blocked_z3(self, rule: Rule, earlier: list[Rule]) -> None:
+        self._dead.add(rule.index)
         chain, mine, code = self.chain(earlier), self.pred(rule), ACTION_CODES[rule.action]
         other = self._model(mine, chain.action != code)
         same = self._model(mine, chain.action == code)
