@@ -10,7 +10,9 @@
    dropped them;
 5. the capture is audited: every packet between the hospital and the lab
    opens with the pair's key, and no read crossed in the clear;
-6. per-rule counters, then `sealnet cluster down`, and a check that nothing
+6. a node restarted on another bundle fails MAKE with its control plane and
+   holds no keys;
+7. per-rule counters, then `sealnet cluster down`, and a check that nothing
    is left.
 """
 
@@ -32,9 +34,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from sealnet.compiler.frontend import load_policy  # noqa: E402
-from sealnet.runtime import netns  # noqa: E402
+from sealnet.runtime import netns, node  # noqa: E402
 from sealnet.runtime.cluster import capture, lifecycle, topology  # noqa: E402
 from sealnet.runtime.cluster.state import ClusterState  # noqa: E402
+from sealnet.runtime.node_agent import RUNTIME_LOG_ENV  # noqa: E402
 
 SEALNET = str(Path(sys.executable).parent / "sealnet")
 POLICY = ROOT / "examples" / "genomics.policy"
@@ -89,6 +92,36 @@ def _status(state_dir: str) -> dict[str, Any]:
     proc = subprocess.run([SEALNET, "cluster", "status", "--state", state_dir, "--format", "json"],
                           capture_output=True, text=True, timeout=60)
     return json.loads(proc.stdout)
+
+
+def _swap_bundle(state: ClusterState, work: Path) -> tuple[str, str, dict[str, int]] | None:
+    """Restart hospital-n2's agent on a bundle the same authority signed for
+    another policy version; returns (refusal code, reason, epochs it holds)."""
+    other = work / "other.policy"
+    other.write_text(Path(state.file("policy.sim.policy")).read_text().replace(
+        "default deny", "rule extra: allow tcp from hospital to hospital port 9999\ndefault deny"))
+    bundle = work / "other.snb"
+    subprocess.run([str(Path(sys.executable).parent / "policyc"), "compile", str(other), "-o", str(bundle),
+                    "--sign-key", state.file("authority.key")], check=True, capture_output=True, timeout=300)
+    agent = next(p for p in state.processes if p.host == "hospital-n2")
+    host = state.layout.host("hospital-n2")
+    lifecycle.stop(agent)
+    node.unload("eth0", host.netns, open_sealed_flows=True)
+    log = work / "swapped-agent.log"
+    env = {**os.environ, RUNTIME_LOG_ENV: state.file("nodes", host.name, "runtime-log.json"),
+           lifecycle.CLUSTER_ENV: state.cluster_id}  # so that `cluster down` stops it too
+    with open(log, "wb") as fh:
+        subprocess.Popen([a if a != state.bundle else str(bundle) for a in agent.argv], stdout=fh, stderr=fh,
+                         env=env, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        events = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
+        refused = [e for e in events if e.get("event") == "control_plane_refused"]
+        if refused and any(e.get("event") == "loaded" for e in events):
+            st = node.read_state("eth0", host.netns)
+            return refused[0].get("code", ""), refused[0].get("error", ""), dict(st.epochs) if st else {}
+        time.sleep(0.2)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,6 +215,16 @@ def main(argv: list[str] | None = None) -> int:
         if not ok:
             failures.append("the wan capture shows plaintext between TEE domains")
 
+        out.step("a node restarted on another bundle (same authority, one more rule)")
+        refusal = _swap_bundle(state, work)
+        ok = refusal is not None and refusal[0] == "bundle_measurement" and refusal[2] == {}
+        out.line(f"hospital-n2 and its control plane run different bundles, MAKE refused: "
+                 f"{refusal[0] if refusal else 'no refusal'} "
+                 f"({(refusal[1] if refusal else '')[:90]}); keys held: {refusal[2] if refusal else '?'}", ok)
+        report["swapped"] = refusal[0] if refusal else None
+        if not ok:
+            failures.append("a node on another bundle was given keys")
+
         out.step("sealnet cluster status (per-rule counters)")
         subprocess.run([SEALNET, "cluster", "status", "--state", state_dir])
     finally:
@@ -207,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         w = report["wan"]
         out.line(f"wan: {w['sealed']} hospital<->lab packets sealed, {w['not_sealed']} not; "
                  f"reads in clear {w['reads_in_clear']}")
+    if "swapped" in report:
+        out.line(f"a node on another bundle: MAKE refused ({report['swapped']}), no keys")
     out.line("attestation: SIMULATED evidence (this machine has no TEE): each node attested to its domain's "
              "control plane and received its keys over MAKE", None)
     for failure in failures:

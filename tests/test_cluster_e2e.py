@@ -235,8 +235,9 @@ def test_faults_mid_workflow_fail_closed_and_recover(cluster: ClusterState, tmp_
 def test_control_plane_killed_and_a_node_with_another_bundle(cluster: ClusterState, tmp_path: Path) -> None:
     """kill -9 of the lab's control plane: nodes keep the keys it released,
     the workflow completes sealed. A hospital node restarted on another
-    bundle (signed by the same authority, another policy version) is refused
-    by its control plane and holds no keys: its seal traffic is dropped."""
+    bundle (signed by the same authority, another policy version) fails MAKE
+    with its control plane (bundle_measurement) and holds no keys: its seal
+    traffic is dropped."""
     layout = cluster.layout
     assert layout is not None and cluster.bundle
     policy = _policy()
