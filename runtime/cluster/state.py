@@ -21,6 +21,10 @@ STATE_FILE = "cluster.json"
 FORMAT = 1
 
 
+class ClusterError(UserError):
+    """`up`, `down` or `status` cannot go on; one line naming what and where."""
+
+
 @dataclass
 class Process:
     """A process `up` started: the same command a real deployment runs."""
