@@ -131,3 +131,28 @@ def test_failed_build_removes_what_it_created() -> None:
         netns.delete_netns(blocker)
         topology.teardown(layout.cluster_id)
     assert not os.path.exists(os.path.join(netns.NETNS_RUN_DIR, layout.wan_netns))
+
+
+def test_simulated_policy_declares_sim_tees_and_changes_nothing_else() -> None:
+    from sealnet.compiler.verify import verify
+    from sealnet.runtime.cluster import trust
+
+    for name in ("genomics.policy", "pipeline.policy", "federation.policy"):
+        text = (EXAMPLES / name).read_text()
+        policy = _policy(name)
+        layout = topology.plan(policy, 1, "abc")
+        derived, diags = compile_text(trust.simulated_policy_text(text, policy, layout), name)
+        assert derived is not None, diags
+        for before, after in zip(policy.domains, derived.domains):
+            assert (after.name, after.prefixes) == (before.name, before.prefixes)
+            if before.tee.value == "none":
+                assert after.tee == before.tee and after.measurements == before.measurements
+                continue
+            assert after.tee.value == "sim"
+            assert after.measurements == (before.measurements or (trust.SIM_LAUNCH,))
+            cp = layout.by_domain(before.name, ROLE_CONTROL)[0]
+            assert after.control_plane == (before.control_plane or f"{cp.address}:{cp.port}")
+        assert [r.source_text for r in derived.rules] == [r.source_text for r in policy.rules]
+        stages = lambda p: [(s.qualified_name, s.domain, s.ports) for w in p.workflows for s in w.stages]  # noqa: E731
+        assert stages(derived) == stages(policy)
+        assert verify(derived).findings == []
