@@ -141,6 +141,7 @@ def test_sealed_workflow_denied_flows_and_a_clean_wan(cluster: ClusterState, tmp
     assert all(p["role"] == "controlplane" and p["running"] for h in controls for p in h["processes"])
     for h in controls:
         assert "(SIMULATED evidence accepted)" in Path(h["processes"][0]["log"]).read_text()
+        assert h["control_plane"]["domain"] == h["domain"] and h["control_plane"]["simulated"] is True
     assert all(not h["processes"] for h in status["hosts"] if h["domain"] == "public")
 
     wan = capture.WanCapture(layout, str(tmp_path / "wan.pcap"))

@@ -107,6 +107,22 @@ def run_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _control_plane_status(host: Any) -> dict[str, Any]:
+    """GET /v1/status of a control plane, from inside its namespace."""
+    import urllib.request
+
+    from sealnet.runtime import netns
+
+    def fetch() -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://{host.address}:{host.port}/v1/status", timeout=3) as resp:
+            return dict(json.loads(resp.read(1 << 16)))
+
+    try:
+        return netns.run_in_netns(host.netns, fetch)
+    except Exception as exc:  # reported, not fatal: status says what it could not reach
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 def _status_document(state_dir: str) -> dict[str, Any]:
     from sealnet.runtime import netns
     from sealnet.runtime.cluster import lifecycle
@@ -122,6 +138,8 @@ def _status_document(state_dir: str) -> dict[str, Any]:
         procs = [p for p in state.processes if p.host == host.name]
         entry["processes"] = [{"role": p.role, "pid": p.pid, "running": lifecycle.alive(p), "log": p.log}
                               for p in procs]
+        if host.role == "control" and entry["netns_present"] and any(lifecycle.alive(p) for p in procs):
+            entry["control_plane"] = _control_plane_status(host)
         if any(p.role == "node" for p in procs) and entry["netns_present"]:
             try:
                 entry["data_plane"] = status_document(lifecycle.UPLINK, host.netns)
@@ -146,6 +164,11 @@ def run_status(args: argparse.Namespace) -> int:
                           for p in h["processes"]) or "no agent"
         healthy &= h["netns_present"] and all(p["running"] for p in h["processes"])
         print(f"  {h['name']:<16} {h['address']:<15} {procs}")
+        cp = h.get("control_plane")
+        if cp:
+            print(f"  {'':<16} " + (f"control plane: {cp['error']}" if "error" in cp else
+                                     f"control plane of {cp['domain']}, epoch {cp['epoch']} (period {cp['period']} s)"
+                                     + (", SIMULATED evidence accepted" if cp.get("simulated") else "")))
         dp = h.get("data_plane")
         if dp and "error" not in dp:
             rules = [f"{r['direction']} {r['name']} {r['packets']}" for r in dp["counters"]["rules"] if r["packets"]]
