@@ -55,10 +55,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # testbed, packets
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_datapath import BASELINE_C, per_packet_ns, sample_frames  # noqa: E402
-from bench_seal import IP_A, IP_B, PLAINTEXT, SEALED, _echo, _key_file, _policy, _udp  # noqa: E402
+from bench_seal import IP_A, IP_B, SEALED, _key_file  # noqa: E402
 from gen_policy import generate  # noqa: E402
 
 from sealnet.compiler.build import build_object, compile_c, find_clang  # noqa: E402
@@ -67,8 +68,9 @@ from sealnet.contracts import abi  # noqa: E402
 from sealnet.contracts.libbpf import BpfObject  # noqa: E402
 from sealnet.contracts.manifest import AES_IMPLEMENTATIONS, CIPHER_SUITES  # noqa: E402
 from sealnet.runtime import interface, node, seal_keys, seal_wire  # noqa: E402
-from sealnet.runtime.netns import Topology, popen, run, run_in_netns  # noqa: E402
-from sealnet.runtime.packets import ETH, udp  # noqa: E402
+from sealnet.runtime.netns import popen, run, run_in_netns  # noqa: E402
+from testbed import Topology, echo, udp_socket  # noqa: E402
+from packets import ETH, udp  # noqa: E402
 
 SIZES = (64, 512, 1400)
 DECISION_RULES = 10_000
@@ -252,8 +254,8 @@ def _echo_servers(t: Target) -> Iterator[None]:
     sockets = [run_in_netns(t.server_ns, _tcp_server, t.bind_ip, TCP_PORT)]
     threads = [threading.Thread(target=_tcp_echo, args=(sockets[0], stop), daemon=True)]
     if t.carries_udp:
-        sockets.append(run_in_netns(t.server_ns, _udp, t.bind_ip, UDP_PORT))
-        threads.append(threading.Thread(target=_echo, args=(sockets[1], stop), daemon=True))
+        sockets.append(run_in_netns(t.server_ns, udp_socket, t.bind_ip, UDP_PORT))
+        threads.append(threading.Thread(target=echo, args=(sockets[1], stop), daemon=True))
     for th in threads:
         th.start()
     try:

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # testbed, packets
 
 from gen_policy import generate  # noqa: E402
 
@@ -41,7 +42,8 @@ from sealnet.compiler.tables import build_tables  # noqa: E402
 from sealnet.contracts.bundle import load_bundle, pack  # noqa: E402
 from sealnet.contracts.libbpf import BpfObject  # noqa: E402
 from sealnet.runtime import node, node_counters, seal_keys  # noqa: E402
-from sealnet.runtime.netns import Topology, popen  # noqa: E402
+from sealnet.runtime.netns import popen  # noqa: E402
+from testbed import Topology  # noqa: E402
 from sealnet.runtime.netns import run as ns_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -31,14 +30,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # testbed, packets
 
 from sealnet.compiler.build import build_object  # noqa: E402
 from sealnet.compiler.frontend import compile_text  # noqa: E402
 from sealnet.contracts import abi  # noqa: E402
 from sealnet.runtime import node, seal_keys, seal_wire  # noqa: E402
 from sealnet.contracts.libbpf import BpfObject  # noqa: E402
-from sealnet.runtime.netns import Topology, popen, run, run_in_netns  # noqa: E402
-from sealnet.runtime.packets import ETH, udp  # noqa: E402
+from sealnet.runtime.netns import popen, run, run_in_netns  # noqa: E402
+from testbed import Topology, echo, udp_socket  # noqa: E402
+from packets import ETH, udp  # noqa: E402
 
 SEALED = '''policy "bench" version 1
 domain a { tee tdx; nodes 198.18.0.1/32 }
@@ -123,28 +124,11 @@ def kernel_costs(samples: int, state_dir: str) -> list[dict[str, object]]:
 # ------------------------------------------------------------------ over a veth pair
 
 
-def _echo(sock: socket.socket, stop: threading.Event) -> None:
-    sock.settimeout(0.2)
-    while not stop.is_set():
-        try:
-            data, peer = sock.recvfrom(2048)
-        except (socket.timeout, OSError):
-            continue
-        sock.sendto(data, peer)
-
-
-def _udp(ip: str, port: int) -> socket.socket:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((ip, port))
-    s.settimeout(2.0)
-    return s
-
-
 def _rtt_us(ns_a: str, ns_b: str, count: int) -> float:
-    server, client = run_in_netns(ns_b, _udp, IP_B, 7000), run_in_netns(ns_a, _udp, IP_A, 0)
+    server, client = run_in_netns(ns_b, udp_socket, IP_B, 7000), run_in_netns(ns_a, udp_socket, IP_A, 0)
     stop = threading.Event()
-    echo = threading.Thread(target=_echo, args=(server, stop), daemon=True)
-    echo.start()
+    echoer = threading.Thread(target=echo, args=(server, stop), daemon=True)
+    echoer.start()
     times = []
     try:
         payload = os.urandom(64)
@@ -155,7 +139,7 @@ def _rtt_us(ns_a: str, ns_b: str, count: int) -> float:
             times.append(time.perf_counter_ns() - start)
     finally:
         stop.set()
-        echo.join(timeout=2)
+        echoer.join(timeout=2)
         server.close()
         client.close()
     return statistics.median(times) / 1000

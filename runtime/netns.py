@@ -20,8 +20,6 @@ import secrets
 import subprocess
 import threading
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Callable, ContextManager, Iterator, Sequence, TypeVar
 
 from pyroute2 import IPRoute
@@ -50,8 +48,6 @@ __all__ = [
     "delete_link",
     "popen",
     "run",
-    "Veth",
-    "Topology",
 ]
 
 NETNS_RUN_DIR = "/var/run/netns"
@@ -340,127 +336,3 @@ def popen(name: str, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any
 def run(name: str, argv: Sequence[str], *, timeout: float = 30.0, **kwargs: Any) -> subprocess.CompletedProcess[Any]:
     """Run a program inside ``name`` to completion (bounded by ``timeout``)."""
     return subprocess.run(_ns_argv(name, argv), timeout=timeout, **kwargs)
-
-
-# --------------------------------------------------------------------------- topology
-
-
-@dataclass(frozen=True)
-class Veth:
-    """One veth pair: ``a`` end in ``ns_a`` with ``addr_a``, ``b`` end in ``ns_b``."""
-
-    a: str
-    b: str
-    ns_a: str | None
-    ns_b: str | None
-    addr_a: str | None
-    addr_b: str | None
-
-    @property
-    def ip_a(self) -> str | None:
-        return str(ipaddress.ip_interface(self.addr_a).ip) if self.addr_a else None
-
-    @property
-    def ip_b(self) -> str | None:
-        return str(ipaddress.ip_interface(self.addr_b).ip) if self.addr_b else None
-
-    def ifindex_a(self) -> int:
-        return ifindex(self.a, self.ns_a)
-
-    def ifindex_b(self) -> int:
-        return ifindex(self.b, self.ns_b)
-
-
-@dataclass
-class Topology:
-    """Namespaces and veths for one test; everything is deleted on exit.
-
-    Namespace and interface names carry a random per-topology id, so parallel
-    test workers never collide. Prefer keeping both veth ends inside namespaces:
-    then the host namespace never sees test addresses.
-    """
-
-    id: str = field(default_factory=lambda: secrets.token_hex(3))
-    namespaces: list[str] = field(default_factory=list)
-    host_links: list[str] = field(default_factory=list)
-    _counter: int = 0
-
-    def _next(self) -> int:
-        self._counter += 1
-        return self._counter
-
-    def netns(self, label: str = "") -> str:
-        """Create a namespace named sn-<id>-<n>[-label] (loopback up)."""
-        name = f"sn-{self.id}-{self._next()}" + (f"-{label}" if label else "")
-        # Record before creating: a half-created namespace must still be removed.
-        self.namespaces.append(name)
-        create_netns(name)
-        return name
-
-    def veth(
-        self,
-        ns_a: str | None,
-        ns_b: str | None,
-        addr_a: str | None = None,
-        addr_b: str | None = None,
-        *,
-        mtu: int | None = None,
-    ) -> Veth:
-        """A veth pair between two namespaces (None: host), addressed and up."""
-        n = self._next()
-        a, b = f"sn{self.id}v{n}a", f"sn{self.id}v{n}b"
-        if ns_a is None:
-            self.host_links.append(a)
-        if ns_b is None:
-            self.host_links.append(b)
-        add_veth(a, b, netns=ns_a, peer_netns=ns_b)
-        for ifname, ns, addr in ((a, ns_a, addr_a), (b, ns_b, addr_b)):
-            if mtu is not None:
-                set_mtu(ifname, mtu, netns=ns)
-            if addr is not None:
-                add_address(ifname, addr, netns=ns)
-            set_up(ifname, netns=ns)
-        return Veth(a, b, ns_a, ns_b, addr_a, addr_b)
-
-    def pair(self, subnet: str = "198.18.0.0/30", *, mtu: int | None = None) -> tuple[str, str, Veth]:
-        """Two fresh namespaces joined by one veth on ``subnet`` (.1 and .2)."""
-        net = ipaddress.ip_network(subnet)
-        hosts = list(net.hosts()) if net.num_addresses <= 256 else [net[1], net[2]]
-        ns_a, ns_b = self.netns("a"), self.netns("b")
-        veth = self.veth(
-            ns_a, ns_b, f"{hosts[0]}/{net.prefixlen}", f"{hosts[1]}/{net.prefixlen}", mtu=mtu
-        )
-        return ns_a, ns_b, veth
-
-    def close(self) -> None:
-        """Delete everything created; keeps going past individual failures and
-        raises the first one at the end."""
-        first: BaseException | None = None
-        for link in reversed(self.host_links):
-            try:
-                delete_link(link)
-            except Exception as exc:
-                first = first or exc
-        self.host_links.clear()
-        for name in reversed(self.namespaces):
-            try:
-                delete_netns(name)
-            except Exception as exc:
-                first = first or exc
-        self.namespaces.clear()
-        if first is not None:
-            raise first
-
-    def __enter__(self) -> Topology:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc is None:
-            self.close()
-            return
-        try:
-            self.close()
-        except Exception:
-            pass  # the body's exception is the one worth seeing

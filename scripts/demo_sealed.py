@@ -10,17 +10,18 @@ deleted at the end.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # testbed, packets
 
 from sealnet.compiler.cli import main as policyc  # noqa: E402
 from sealnet.runtime import node  # noqa: E402
 from sealnet.runtime.cli import main as sealnet  # noqa: E402
-from sealnet.runtime.netns import Topology, run_in_netns  # noqa: E402
+from sealnet.runtime.netns import run_in_netns  # noqa: E402
+from testbed import Topology, tap, udp_socket  # noqa: E402
 from sealnet.runtime.seal_keys import format_key_file  # noqa: E402
 from sealnet.runtime.seal_wire import PAIR_KEY_LEN  # noqa: E402
 
@@ -38,22 +39,6 @@ rule replies: seal udp from lab to calls.source
 default deny
 '''
 MESSAGE = b"patient 4711: variant calls chr7:117559590 G>A"
-
-
-def _udp(ip: str, port: int) -> socket.socket:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((ip, port))
-    s.settimeout(2)
-    return s
-
-
-def _tap(iface: str) -> socket.socket:
-    # ETH_P_ALL: such taps see a frame before the TC ingress program opens it
-    # (taps for one EtherType only see it after).
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
-    s.bind((iface, 0))
-    s.settimeout(2)
-    return s
 
 
 def main() -> int:
@@ -84,15 +69,15 @@ def main() -> int:
                             "--trust", f"{auth}.pub", "--keys", str(keys)]):
                     return 1
                 loaded.append((iface, ns))
-            tap = run_in_netns(ns_b, _tap, veth.b)
-            server = run_in_netns(ns_b, _udp, "198.18.0.2", 7000)
-            client = run_in_netns(ns_a, _udp, "198.18.0.1", 0)
-            with tap, server, client:
+            tap_sock = run_in_netns(ns_b, tap, veth.b)
+            server = run_in_netns(ns_b, udp_socket, "198.18.0.2", 7000)
+            client = run_in_netns(ns_a, udp_socket, "198.18.0.1", 0)
+            with tap_sock, server, client:
                 client.sendto(MESSAGE, ("198.18.0.2", 7000))
                 received, _ = server.recvfrom(2048)
                 wire = b""
                 for _ in range(10):  # bounded: skip ARP and anything else on the tap
-                    frame = tap.recv(2048)
+                    frame = tap_sock.recv(2048)
                     if frame[12:14] == b"\x08\x00" and frame[23] == 17:
                         wire = frame
                         break

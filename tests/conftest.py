@@ -13,14 +13,12 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Iterator
 
 import pytest
 
 from sealnet.compiler.build import multiarch_include_dir
-
-if TYPE_CHECKING:
-    from sealnet.runtime.netns import Topology
+from testbed import Topology
 
 REQUIRE_KERNEL_ENV = "SEALNET_REQUIRE_KERNEL"
 CLANG = os.environ.get("SEALNET_CLANG", "clang-19")
@@ -87,11 +85,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.fixture
-def topology() -> Iterator["Topology"]:
-    """A fresh sealnet.runtime.netns.Topology, torn down after the test (also on failure)."""
-    from sealnet.runtime import netns
-
-    topo = netns.Topology()
+def topology() -> Iterator[Topology]:
+    """A fresh testbed.Topology, torn down after the test (also on failure)."""
+    topo = Topology()
     try:
         yield topo
     finally:

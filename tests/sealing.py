@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from sealnet.compiler.build import build_object
 from policies import compile_ok
 from sealnet.runtime import node, seal_keys, seal_wire
-from sealnet.runtime.packets import ETH
+from packets import ETH
 from sealnet.contracts import abi
 from sealnet.contracts.libbpf import BpfObject
 from sealnet.contracts.manifest import DEFAULT_CIPHER_SUITE

@@ -9,7 +9,7 @@ import struct
 from pathlib import Path
 
 from sealnet.compiler.frontend import load_policy
-from sealnet.runtime import packets
+import packets
 from sealnet.runtime.cluster import capture
 from sealnet.runtime.seal_keys import format_key_file, parse_key_file
 from sealnet.runtime.seal_wire import AES_128_CCM, CHACHA20_POLY1305, SealHeader, direction_key, seal

@@ -21,6 +21,7 @@ import pytest
 
 from sealnet.contracts import libbpf
 from sealnet.runtime import netns as nsmod
+from testbed import Topology, udp_socket
 
 TC_ACT_OK = 0
 TC_ACT_SHOT = 2
@@ -359,13 +360,6 @@ def _udp_burst(dst: str, port: int, count: int) -> None:
             s.sendto(b"sealnet-%d" % i, (dst, port))
 
 
-def _bind_udp(ip: str, port: int) -> socket.socket:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((ip, port))
-    s.settimeout(0.05)
-    return s
-
-
 def _drain(sock: socket.socket, want: int, deadline_s: float = 2.0) -> int:
     got = 0
     end = time.monotonic() + deadline_s
@@ -388,7 +382,7 @@ def _wait_counter(m: libbpf.Map, key: int, want: int, deadline_s: float = 2.0) -
 
 
 @pytest.mark.kernel
-def test_tc_ingress_drops_real_traffic_in_netns(classifier: libbpf.BpfObject, topology: nsmod.Topology) -> None:
+def test_tc_ingress_drops_real_traffic_in_netns(classifier: libbpf.BpfObject, topology: Topology) -> None:
     ns_a, ns_b, veth = topology.pair("198.18.0.0/30")
     prog = classifier.program("classify")
     stats = classifier.map("stats")
@@ -402,8 +396,8 @@ def test_tc_ingress_drops_real_traffic_in_netns(classifier: libbpf.BpfObject, to
         nsmod.run_in_netns(ns_b, lambda: libbpf.attach_tc(prog.fd, idx_b, ingress=True))
     assert dup.value.errno == errno.EEXIST
 
-    dropped_sock = nsmod.run_in_netns(ns_b, _bind_udp, veth.ip_b, 9)
-    passed_sock = nsmod.run_in_netns(ns_b, _bind_udp, veth.ip_b, 7000)
+    dropped_sock = nsmod.run_in_netns(ns_b, udp_socket, veth.ip_b, 9, 0.05)
+    passed_sock = nsmod.run_in_netns(ns_b, udp_socket, veth.ip_b, 7000, 0.05)
     try:
         nsmod.run_in_netns(ns_a, _udp_burst, veth.ip_b, 7000, 5)
         assert _drain(passed_sock, 5) == 5

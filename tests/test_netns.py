@@ -14,6 +14,7 @@ import pytest
 
 from sealnet.runtime import ethtool
 from sealnet.runtime import netns as nsmod
+from testbed import Topology
 
 pytestmark = pytest.mark.kernel
 
@@ -28,7 +29,7 @@ def _host_links() -> set[str]:
     return set(os.listdir("/sys/class/net"))
 
 
-def test_pair_is_addressed_up_and_removed(topology: nsmod.Topology) -> None:
+def test_pair_is_addressed_up_and_removed(topology: Topology) -> None:
     ns_a, ns_b, veth = topology.pair("198.18.4.0/30", mtu=1400)
     assert ns_a != ns_b and nsmod.netns_exists(ns_a) and nsmod.netns_exists(ns_b)
     links = {l["ifname"]: l for l in _ip_json(ns_a, "addr", "show")}
@@ -56,7 +57,7 @@ def test_topology_cleans_up_after_exception() -> None:
     created: list[str] = []
     before = _host_links()
     with pytest.raises(RuntimeError, match="boom"):
-        with nsmod.Topology() as topo:
+        with Topology() as topo:
             ns = topo.netns()
             created.append(ns)
             veth = topo.veth(None, ns)  # one end in the host namespace
@@ -68,7 +69,7 @@ def test_topology_cleans_up_after_exception() -> None:
 
 
 def test_names_are_unique_and_short() -> None:
-    a, b = nsmod.Topology(), nsmod.Topology()
+    a, b = Topology(), Topology()
     assert a.id != b.id
     assert nsmod.unique_name() != nsmod.unique_name()
     with pytest.raises(ValueError):
@@ -77,7 +78,7 @@ def test_names_are_unique_and_short() -> None:
         nsmod.create_netns("../etc")
 
 
-def test_errors_name_the_object(topology: nsmod.Topology) -> None:
+def test_errors_name_the_object(topology: Topology) -> None:
     ns = topology.netns()
     with pytest.raises(nsmod.NetnsError, match="already exists"):
         nsmod.create_netns(ns)
@@ -99,7 +100,7 @@ def _ns_inode() -> int:
     return os.stat("/proc/thread-self/ns/net").st_ino
 
 
-def test_enter_switches_this_thread_and_returns(topology: nsmod.Topology) -> None:
+def test_enter_switches_this_thread_and_returns(topology: Topology) -> None:
     ns = topology.netns()
     home = _ns_inode()
     with nsmod.enter(ns):
@@ -113,7 +114,7 @@ def test_enter_switches_this_thread_and_returns(topology: nsmod.Topology) -> Non
     assert _ns_inode() == home
 
 
-def test_run_in_netns_uses_a_helper_thread(topology: nsmod.Topology) -> None:
+def test_run_in_netns_uses_a_helper_thread(topology: Topology) -> None:
     ns = topology.netns()
     home = _ns_inode()
     assert nsmod.run_in_netns(ns, socket.if_nameindex) == [(1, "lo")]
@@ -122,7 +123,7 @@ def test_run_in_netns_uses_a_helper_thread(topology: nsmod.Topology) -> None:
         nsmod.run_in_netns(ns, lambda: 1 // 0)
 
 
-def test_popen_runs_inside_namespace(topology: nsmod.Topology) -> None:
+def test_popen_runs_inside_namespace(topology: Topology) -> None:
     ns = topology.netns()
     proc = nsmod.popen(ns, ["cat", "/proc/net/dev"], stdout=-1, text=True)
     out, _ = proc.communicate(timeout=10)
@@ -140,7 +141,7 @@ def _ethtool_k(ns: str, ifname: str) -> dict[str, str]:
     return out
 
 
-def test_segmentation_offloads_off(topology: nsmod.Topology) -> None:
+def test_segmentation_offloads_off(topology: Topology) -> None:
     ns_a, _, veth = topology.pair("198.18.5.0/30")
     ethtool.set_features(veth.a, {"rx-gro": True}, netns=ns_a)
     assert ethtool.features(veth.a, netns=ns_a)["tx-generic-segmentation"].active is True
@@ -164,7 +165,7 @@ def test_segmentation_offloads_off(topology: nsmod.Topology) -> None:
     assert {n: ours[n].active for n in common} == {n: shown[n] == "on" for n in common}
 
 
-def test_offload_errors(topology: nsmod.Topology) -> None:
+def test_offload_errors(topology: Topology) -> None:
     ns_a, _, veth = topology.pair("198.18.6.0/30")
     with pytest.raises(ValueError, match="no feature"):
         ethtool.set_features(veth.a, {"warp-drive": False}, netns=ns_a)

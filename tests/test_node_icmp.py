@@ -20,7 +20,8 @@ from sealnet.contracts import abi
 from sealnet.contracts.libbpf import BpfObject
 from sealnet.runtime import node, node_counters, seal_keys
 from sealnet.runtime.netns import run_in_netns
-from sealnet.runtime.packets import ETH, icmp_echo, udp
+from packets import ETH, icmp_echo, udp
+from testbed import tap
 from policies import compile_ok
 from sealing import key_file_text, pair_key
 
@@ -89,9 +90,7 @@ def test_an_icmp_error_quoting_a_sealed_flow_is_dropped_in_the_kernel(egress) ->
 
 
 def _frames(ns: str, iface: str, seconds: float, out: list[bytes], ready: threading.Event) -> None:
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
-    s.bind((iface, 0))
-    s.settimeout(0.2)
+    s = tap(iface, 0.2)
     ready.set()
     deadline = time.monotonic() + seconds
     with s:

@@ -25,6 +25,7 @@ from sealnet.contracts.libbpf import Map, get_pinned
 from sealnet.runtime import node, nonce_ledger, seal_wire
 from sealnet.runtime.netns import run_in_netns
 from sealing import key_file_text, pair_key
+from testbed import Capture, inject, udp_frames_to
 
 POLICY = '''policy "safety" version {version}
 domain a {{ tee tdx; nodes 198.18.0.1/32 }}
@@ -35,8 +36,6 @@ rule ba: seal from b to a
 '''
 IP_A, IP_B = "198.18.0.1", "198.18.0.2"
 SEALED_PORT = 7000
-ETH_P_ALL = 0x0003
-SOL_PACKET, PACKET_QDISC_BYPASS = 263, 20
 SEALNET = [sys.executable, "-m", "sealnet.runtime.cli"]
 
 
@@ -109,47 +108,6 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-class Capture:
-    """A packet socket on an interface, read on a thread (bounded in time)."""
-
-    def __init__(self, ns: str, iface: str, seconds: float = 20.0) -> None:
-        self.sock = run_in_netns(ns, self._open, iface)
-        self.frames: list[bytes] = []
-        self.deadline = time.monotonic() + seconds
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    @staticmethod
-    def _open(iface: str) -> socket.socket:
-        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-        s.bind((iface, 0))
-        s.settimeout(0.2)
-        return s
-
-    def _read(self) -> None:
-        while not self.stopped.is_set() and time.monotonic() < self.deadline:
-            try:
-                frame, addr = self.sock.recvfrom(65535)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            if addr[2] != socket.PACKET_OUTGOING:
-                self.frames.append(frame)
-
-    def stop(self) -> list[bytes]:
-        time.sleep(0.2)
-        self.stopped.set()
-        self.thread.join(timeout=5)
-        self.sock.close()
-        return self.frames
-
-
-def udp_frames_to(frames: list[bytes], port: int) -> list[bytes]:
-    return [f for f in frames if f[12:14] == b"\x08\x00" and f[23] == 17 and int.from_bytes(f[36:38], "big") == port]
-
-
 def headers(frames: list[bytes]) -> list[seal_wire.SealHeader]:
     out = []
     for f in frames:
@@ -169,15 +127,6 @@ def _send(dst: str, port: int, payloads: list[bytes]) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for p in payloads:
             s.sendto(p, (dst, port))
-
-
-def _inject(iface: str, frames: list[bytes]) -> None:
-    """Raw frames out of `iface`, past the qdisc and so past its TC egress program."""
-    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
-        s.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
-        s.bind((iface, 0))
-        for f in frames:
-            s.send(f)
 
 
 def received(ns: str, ip: str, port: int, send, count: int) -> list[bytes]:  # type: ignore[no-untyped-def]
@@ -209,12 +158,12 @@ def send_sealed(ns_a: str, ns_b: str, if_b: str, count: int, tag: bytes = b"x") 
 def forged_plaintext_arrives(ns_a: str, ns_b: str, if_a: str) -> bool:
     """Does a plaintext datagram to the sealed port, sent past a's TC, reach b's application?"""
     frame = _plain_frame(ns_a, if_a)
-    got = received(ns_b, IP_B, SEALED_PORT, lambda: run_in_netns(ns_a, _inject, if_a, [frame] * 3), 1)
+    got = received(ns_b, IP_B, SEALED_PORT, lambda: run_in_netns(ns_a, inject, if_a, [frame] * 3), 1)
     return bool(got)
 
 
 def _plain_frame(ns_a: str, if_a: str) -> bytes:
-    from sealnet.runtime.packets import udp
+    from packets import udp
 
     # Broadcast destination: the peer veth takes it whatever its MAC.
     return b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00" + udp(IP_A, IP_B, b"forged plaintext",
@@ -300,7 +249,7 @@ def test_finding_4_replays_are_dropped_after_the_receiver_reloads(topology, lab)
         frames = send_sealed(ns_a, ns_b, veth.b, 5)
         assert sealnet(lab, *load_args(lab, veth.b, ns_b)).returncode == 0  # the receiver reloads
         before = verdicts(veth.b, ns_b, "ingress")
-        got = received(ns_b, IP_B, SEALED_PORT, lambda: run_in_netns(ns_a, _inject, veth.a, frames), 5)
+        got = received(ns_b, IP_B, SEALED_PORT, lambda: run_in_netns(ns_a, inject, veth.a, frames), 5)
         assert got == []
         after = verdicts(veth.b, ns_b, "ingress")
         assert after["seal_replay_drop"] - before["seal_replay_drop"] == 5
@@ -308,7 +257,7 @@ def test_finding_4_replays_are_dropped_after_the_receiver_reloads(topology, lab)
         # Unloaded, then loaded again (or rebooted): the windows come back from /var/lib/sealnet.
         assert sealnet(lab, "node", "unload", "--iface", veth.b, "--netns", ns_b, "--open-sealed-flows").returncode == 0
         assert sealnet(lab, *load_args(lab, veth.b, ns_b)).returncode == 0
-        got = received(ns_b, IP_B, SEALED_PORT, lambda: run_in_netns(ns_a, _inject, veth.a, frames), 5)
+        got = received(ns_b, IP_B, SEALED_PORT, lambda: run_in_netns(ns_a, inject, veth.a, frames), 5)
         assert got == [] and verdicts(veth.b, ns_b, "ingress")["seal_replay_drop"] == 5
         send_sealed(ns_a, ns_b, veth.b, 3)
     finally:
@@ -552,7 +501,7 @@ def test_status_json_and_metrics_name_the_rule_and_line_of_every_counter(topolog
 @pytest.mark.kernel
 def test_finding_12_the_scratch_holds_no_plaintext_after_a_packet(tmp_path) -> None:
     from sealnet.contracts import abi
-    from sealnet.runtime.packets import udp
+    from packets import udp
     from sealing import ADDR, TC_ACT_OK, SealedDatapath
 
     dp = SealedDatapath.load(str(tmp_path))
@@ -673,7 +622,7 @@ def test_node_run_loads_rotates_on_sighup_stops_on_sigterm_and_is_adopted_on_res
 @pytest.mark.kernel
 def test_a_counter_at_the_end_of_its_generation_stops_sealing_and_the_agent_renews_it(tmp_path) -> None:
     from sealnet.contracts import abi
-    from sealnet.runtime.packets import udp
+    from packets import udp
     from sealing import ADDR, TC_ACT_OK, TC_ACT_SHOT, SealedDatapath
 
     dp = SealedDatapath.load(str(tmp_path))
@@ -703,7 +652,7 @@ def test_a_counter_at_the_end_of_its_generation_stops_sealing_and_the_agent_rene
 def test_finding_9_an_epoch_released_after_rotation_leaves_the_stream_table(tmp_path) -> None:
     from sealnet.contracts import abi
     from sealnet.runtime import seal_keys
-    from sealnet.runtime.packets import udp
+    from packets import udp
     from sealing import ADDR, TC_ACT_OK, SealedDatapath
 
     dp = SealedDatapath.load(str(tmp_path))

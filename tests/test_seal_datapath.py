@@ -16,7 +16,7 @@ import random
 import pytest
 
 from sealnet.runtime import seal_keys, seal_wire
-from sealnet.runtime.packets import ETH, checksums_valid, icmp_echo, tcp, udp
+from packets import ETH, checksums_valid, icmp_echo, tcp, udp
 from sealnet.contracts.manifest import CIPHER_SUITES
 from sealing import ADDR, TC_ACT_OK, TC_ACT_SHOT, SealedDatapath, counted, pair_key
 

@@ -30,6 +30,7 @@ from sealnet.contracts.libbpf import Map, get_pinned
 from sealnet.contracts.manifest import CIPHER_SUITES, DEFAULT_CIPHER_SUITE
 from sealnet.runtime.netns import popen, run, run_in_netns
 from sealing import fresh_sender, key_file_text, pair_key
+from testbed import Capture, echo, inject, udp_packets_to, udp_socket
 
 pytestmark = pytest.mark.kernel
 
@@ -44,8 +45,6 @@ rule ba: seal from b to a
 IP_A, IP_B = "198.18.0.1", "198.18.0.2"
 DOMAIN_IDS = {"a": 1, "b": 2}
 MARKER = b"PLAINTEXT-MARKER"  # a payload pattern the capture must never see
-ETH_P_ALL = 0x0003
-SOL_PACKET, PACKET_QDISC_BYPASS = 263, 20  # <linux/socket.h>, <linux/if_packet.h>
 _objects: dict[str, bytes] = {}
 
 
@@ -111,74 +110,8 @@ def nodes(topology, tmp: str, *, keys_a: bool = True, keys_b: bool = True, load_
             node.unload(iface, ns, open_sealed_flows=True)
 
 
-# ------------------------------------------------------------------ helpers on sockets
-
-
-class Capture:
-    """A packet socket on an interface, read on a thread (bounded by `seconds`)."""
-
-    def __init__(self, ns: str, iface: str, seconds: float = 20.0) -> None:
-        self.sock = run_in_netns(ns, self._open, iface)
-        self.frames: list[bytes] = []
-        self.deadline = time.monotonic() + seconds
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    @staticmethod
-    def _open(iface: str) -> socket.socket:
-        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-        s.bind((iface, 0))
-        s.settimeout(0.2)
-        return s
-
-    def _read(self) -> None:
-        while not self.stopped.is_set() and time.monotonic() < self.deadline:
-            try:
-                frame, addr = self.sock.recvfrom(65535)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            if addr[2] != socket.PACKET_OUTGOING:
-                self.frames.append(frame)
-
-    def stop(self) -> list[bytes]:
-        time.sleep(0.2)  # let the last frames in flight arrive
-        self.stopped.set()
-        self.thread.join(timeout=5)
-        self.sock.close()
-        return self.frames
-
-
-def _udp_socket(ip: str, port: int) -> socket.socket:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((ip, port))
-    s.settimeout(2.0)
-    return s
-
-
-def _echo_server(sock: socket.socket, count: int) -> None:
-    for _ in range(count):
-        try:
-            data, peer = sock.recvfrom(65535)
-        except (socket.timeout, OSError):
-            return
-        sock.sendto(data, peer)
-
-
 def _payload(n: int) -> bytes:
     return (MARKER * (n // len(MARKER) + 1))[:n]
-
-
-def _udp_frames_to(frames: list[bytes], port: int) -> list[bytes]:
-    """IPv4 packets (no Ethernet header) of UDP frames to `port`."""
-    out = []
-    for f in frames:
-        if f[12:14] == b"\x08\x00" and f[23] == 17 and int.from_bytes(f[36:38], "big") == port:
-            out.append(f[14:])
-    return out
 
 
 # ------------------------------------------------------------------ tests
@@ -188,22 +121,24 @@ def _udp_frames_to(frames: list[bytes], port: int) -> list[bytes]:
 def test_udp_both_ways_arrives_intact_and_the_wire_shows_no_plaintext(topology, state_dir, cipher: str) -> None:
     with nodes(topology, str(state_dir), cipher=cipher) as n:
         sizes = list(range(0, 40)) + [100, 500, 1000, 1400, 1440]
-        server = run_in_netns(n.ns_b, _udp_socket, IP_B, 7000)
-        client = run_in_netns(n.ns_a, _udp_socket, IP_A, 0)
+        server = run_in_netns(n.ns_b, udp_socket, IP_B, 7000)
+        client = run_in_netns(n.ns_a, udp_socket, IP_A, 0)
         capture = Capture(n.ns_b, n.if_b)
-        echo = threading.Thread(target=_echo_server, args=(server, len(sizes)), daemon=True)
-        echo.start()
+        stop = threading.Event()
+        echoer = threading.Thread(target=echo, args=(server, stop), kwargs={"max_packets": len(sizes)}, daemon=True)
+        echoer.start()
         try:
             for size in sizes:
                 client.sendto(_payload(size), (IP_B, 7000))
                 data, _ = client.recvfrom(65535)
                 assert data == _payload(size), f"size {size}"
         finally:
-            echo.join(timeout=5)
+            stop.set()
+            echoer.join(timeout=5)
             frames = capture.stop()
             server.close()
             client.close()
-        sealed = _udp_frames_to(frames, 7000)
+        sealed = udp_packets_to(frames, 7000)
         assert len(sealed) >= len(sizes)
         assert not any(MARKER[:8] in f for f in frames), "payload plaintext on the wire"
         suite = seal_wire.SUITE_BY_NAME[cipher]
@@ -289,10 +224,10 @@ def test_iperf3_runs_sealed(topology, state_dir, cipher: str) -> None:
 
 def test_allow_and_deny_rules_behave_as_written(topology, state_dir) -> None:
     with nodes(topology, str(state_dir)) as n:
-        plain = run_in_netns(n.ns_b, _udp_socket, IP_B, 9999)
-        blocked = run_in_netns(n.ns_b, _udp_socket, IP_B, 9998)
+        plain = run_in_netns(n.ns_b, udp_socket, IP_B, 9999)
+        blocked = run_in_netns(n.ns_b, udp_socket, IP_B, 9998)
         blocked.settimeout(0.5)
-        client = run_in_netns(n.ns_a, _udp_socket, IP_A, 0)
+        client = run_in_netns(n.ns_a, udp_socket, IP_A, 0)
         capture = Capture(n.ns_b, n.if_b)
         try:
             client.sendto(_payload(64), (IP_B, 9999))
@@ -304,16 +239,16 @@ def test_allow_and_deny_rules_behave_as_written(topology, state_dir) -> None:
             frames = capture.stop()
             for s in (plain, blocked, client):
                 s.close()
-        assert any(MARKER[:8] in f for f in _udp_frames_to(frames, 9999)), "allow plaintext is sent in clear"
-        assert not _udp_frames_to(frames, 9998), "the deny rule let a frame out"
+        assert any(MARKER[:8] in f for f in udp_packets_to(frames, 9999)), "allow plaintext is sent in clear"
+        assert not udp_packets_to(frames, 9998), "the deny rule let a frame out"
         assert n.verdicts("a", "egress")["deny_drop"] >= 1
 
 
 def _send_and_receive_nothing(n: Nodes, count: int) -> list[bytes]:
     """Send `count` datagrams from a to b:7000, check none is delivered; the frames on b's wire."""
-    server = run_in_netns(n.ns_b, _udp_socket, IP_B, 7000)
+    server = run_in_netns(n.ns_b, udp_socket, IP_B, 7000)
     server.settimeout(0.5)
-    client = run_in_netns(n.ns_a, _udp_socket, IP_A, 0)
+    client = run_in_netns(n.ns_a, udp_socket, IP_A, 0)
     capture = Capture(n.ns_b, n.if_b)
     try:
         for _ in range(count):
@@ -330,7 +265,7 @@ def _send_and_receive_nothing(n: Nodes, count: int) -> list[bytes]:
 def test_without_keys_nothing_leaves_in_plaintext(topology, state_dir) -> None:
     with nodes(topology, str(state_dir), keys_a=False) as n:
         frames = _send_and_receive_nothing(n, count=5)
-        assert not _udp_frames_to(frames, 7000)
+        assert not udp_packets_to(frames, 7000)
         assert n.verdicts("a", "egress")["seal_no_key_drop"] >= 5
 
 
@@ -338,22 +273,22 @@ def test_plaintext_where_seal_is_required_and_replays_are_dropped(topology, stat
     # Node a runs no data plane at all: it sends plaintext that b's policy says must be sealed.
     with nodes(topology, str(state_dir), load_a=False) as n:
         frames = _send_and_receive_nothing(n, count=3)
-        assert len(_udp_frames_to(frames, 7000)) == 3  # they did cross the wire, in plaintext
+        assert len(udp_packets_to(frames, 7000)) == 3  # they did cross the wire, in plaintext
         assert n.verdicts("b", "ingress")["seal_plaintext_drop"] >= 3
 
     # Replay: sealed frames captured on the wire and sent again are dropped.
     with nodes(topology, str(state_dir)) as n:
-        server = run_in_netns(n.ns_b, _udp_socket, IP_B, 7000)
-        client = run_in_netns(n.ns_a, _udp_socket, IP_A, 0)
+        server = run_in_netns(n.ns_b, udp_socket, IP_B, 7000)
+        client = run_in_netns(n.ns_a, udp_socket, IP_A, 0)
         capture = Capture(n.ns_b, n.if_b)
         try:
             for i in range(5):
                 client.sendto(b"%d" % i + _payload(50), (IP_B, 7000))
                 assert server.recvfrom(2048)[0] == b"%d" % i + _payload(50)
-            frames = [f for f in capture.stop() if f[14:] in _udp_frames_to([f], 7000)]
+            frames = [f for f in capture.stop() if f[14:] in udp_packets_to([f], 7000)]
             assert len(frames) == 5
             before = n.verdicts("b", "ingress")
-            run_in_netns(n.ns_a, _inject, n.if_a, frames)
+            run_in_netns(n.ns_a, inject, n.if_a, frames)
             server.settimeout(0.5)
             with pytest.raises(socket.timeout):
                 server.recvfrom(2048)
@@ -365,13 +300,6 @@ def test_plaintext_where_seal_is_required_and_replays_are_dropped(topology, stat
         assert after["seal_sent"] == before["seal_sent"]
 
 
-def _inject(iface: str, frames: list[bytes]) -> None:
-    """Send raw frames out of `iface`, past the qdisc and so past the TC egress program."""
-    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
-        s.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
-        s.bind((iface, 0))
-        for f in frames:
-            s.send(f)
 
 
 def test_sealnet_cli_loads_with_keys_rotates_and_refuses_bad_key_files(topology, state_dir, tmp_path, capsys) -> None:

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from sealnet.runtime import seal_wire
-from sealnet.runtime.packets import checksums_valid, icmp_echo, tcp, udp
+from packets import checksums_valid, icmp_echo, tcp, udp
 
 SUITES = [seal_wire.AES_128_CCM, seal_wire.CHACHA20_POLY1305]
 A, B = "198.18.0.1", "198.18.0.2"

@@ -1,4 +1,4 @@
-"""IPv4 test packets with valid checksums, for sealing tests and benchmarks (no Ethernet header)."""
+"""IPv4 test packets with valid checksums, for sealing tests, benchmarks and demos (no Ethernet header)."""
 
 from __future__ import annotations
 

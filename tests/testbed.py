@@ -1,0 +1,226 @@
+"""Test hosts: namespaces and veth pairs for one test, and the UDP helpers
+tests, benchmarks and demos share. Not part of the product (the node never
+builds test topologies); the primitives it uses live in sealnet.runtime.netns.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from sealnet.runtime.netns import (add_address, add_veth, create_netns, delete_link, delete_netns, ifindex,
+                                   run_in_netns, set_mtu, set_up)
+
+# <linux/socket.h> and <linux/if_packet.h>; Python's socket module names neither.
+SOL_PACKET = 263
+PACKET_QDISC_BYPASS = 20
+ETH_P_ALL = 0x0003
+
+
+def udp_socket(ip: str, port: int, timeout: float = 2.0) -> socket.socket:
+    """A UDP socket bound to (ip, port) with a receive timeout."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((ip, port))
+    s.settimeout(timeout)
+    return s
+
+
+def echo(sock: socket.socket, stop: threading.Event, *, max_packets: int | None = None) -> None:
+    """Send every datagram back to its sender until `stop` (or `max_packets` echoed)."""
+    sock.settimeout(0.2)
+    echoed = 0
+    while not stop.is_set() and (max_packets is None or echoed < max_packets):
+        try:
+            data, peer = sock.recvfrom(65535)
+        except socket.timeout:
+            continue
+        except OSError:
+            return  # the socket was closed under us: the caller is done
+        sock.sendto(data, peer)
+        echoed += 1
+
+
+def tap(iface: str, timeout: float = 2.0, *, rcvbuf: int | None = None) -> socket.socket:
+    """A packet socket that sees every frame on `iface` (ETH_P_ALL taps see a
+    frame before the TC ingress program opens it; single-protocol taps after)."""
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    if rcvbuf is not None:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.bind((iface, 0))
+    s.settimeout(timeout)
+    return s
+
+
+def inject(iface: str, frames: list[bytes]) -> None:
+    """Send raw frames out of `iface`, past the qdisc and so past its TC egress program."""
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
+        s.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+        s.bind((iface, 0))
+        for f in frames:
+            s.send(f)
+
+
+class Capture:
+    """The frames arriving on an interface, read by a packet socket on a thread (bounded by `seconds`)."""
+
+    def __init__(self, ns: str, iface: str, seconds: float = 20.0) -> None:
+        self.sock = run_in_netns(ns, tap, iface, 0.2, rcvbuf=8 << 20)
+        self.frames: list[bytes] = []
+        self.deadline = time.monotonic() + seconds
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        while not self.stopped.is_set() and time.monotonic() < self.deadline:
+            try:
+                frame, addr = self.sock.recvfrom(65535)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if addr[2] != socket.PACKET_OUTGOING:
+                self.frames.append(frame)
+
+    def stop(self) -> list[bytes]:
+        time.sleep(0.2)  # let the last frames in flight arrive
+        self.stopped.set()
+        self.thread.join(timeout=5)
+        self.sock.close()
+        return self.frames
+
+
+def udp_frames_to(frames: list[bytes], port: int) -> list[bytes]:
+    """The IPv4 UDP frames (Ethernet header included) addressed to `port`."""
+    return [f for f in frames if f[12:14] == b"\x08\x00" and f[23] == 17 and int.from_bytes(f[36:38], "big") == port]
+
+
+@dataclass(frozen=True)
+class Veth:
+    """One veth pair: ``a`` end in ``ns_a`` with ``addr_a``, ``b`` end in ``ns_b``."""
+
+    a: str
+    b: str
+    ns_a: str | None
+    ns_b: str | None
+    addr_a: str | None
+    addr_b: str | None
+
+    @property
+    def ip_a(self) -> str | None:
+        return str(ipaddress.ip_interface(self.addr_a).ip) if self.addr_a else None
+
+    @property
+    def ip_b(self) -> str | None:
+        return str(ipaddress.ip_interface(self.addr_b).ip) if self.addr_b else None
+
+    def ifindex_a(self) -> int:
+        return ifindex(self.a, self.ns_a)
+
+    def ifindex_b(self) -> int:
+        return ifindex(self.b, self.ns_b)
+
+
+@dataclass
+class Topology:
+    """Namespaces and veths for one test; everything is deleted on exit.
+
+    Namespace and interface names carry a random per-topology id, so parallel
+    test workers never collide. Prefer keeping both veth ends inside namespaces:
+    then the host namespace never sees test addresses.
+    """
+
+    id: str = field(default_factory=lambda: secrets.token_hex(3))
+    namespaces: list[str] = field(default_factory=list)
+    host_links: list[str] = field(default_factory=list)
+    _counter: int = 0
+
+    def _next(self) -> int:
+        self._counter += 1
+        return self._counter
+
+    def netns(self, label: str = "") -> str:
+        """Create a namespace named sn-<id>-<n>[-label] (loopback up)."""
+        name = f"sn-{self.id}-{self._next()}" + (f"-{label}" if label else "")
+        # Record before creating: a half-created namespace must still be removed.
+        self.namespaces.append(name)
+        create_netns(name)
+        return name
+
+    def veth(
+        self,
+        ns_a: str | None,
+        ns_b: str | None,
+        addr_a: str | None = None,
+        addr_b: str | None = None,
+        *,
+        mtu: int | None = None,
+    ) -> Veth:
+        """A veth pair between two namespaces (None: host), addressed and up."""
+        n = self._next()
+        a, b = f"sn{self.id}v{n}a", f"sn{self.id}v{n}b"
+        if ns_a is None:
+            self.host_links.append(a)
+        if ns_b is None:
+            self.host_links.append(b)
+        add_veth(a, b, netns=ns_a, peer_netns=ns_b)
+        for ifname, ns, addr in ((a, ns_a, addr_a), (b, ns_b, addr_b)):
+            if mtu is not None:
+                set_mtu(ifname, mtu, netns=ns)
+            if addr is not None:
+                add_address(ifname, addr, netns=ns)
+            set_up(ifname, netns=ns)
+        return Veth(a, b, ns_a, ns_b, addr_a, addr_b)
+
+    def pair(self, subnet: str = "198.18.0.0/30", *, mtu: int | None = None) -> tuple[str, str, Veth]:
+        """Two fresh namespaces joined by one veth on ``subnet`` (.1 and .2)."""
+        net = ipaddress.ip_network(subnet)
+        hosts = list(net.hosts()) if net.num_addresses <= 256 else [net[1], net[2]]
+        ns_a, ns_b = self.netns("a"), self.netns("b")
+        veth = self.veth(
+            ns_a, ns_b, f"{hosts[0]}/{net.prefixlen}", f"{hosts[1]}/{net.prefixlen}", mtu=mtu
+        )
+        return ns_a, ns_b, veth
+
+    def close(self) -> None:
+        """Delete everything created; keeps going past individual failures and
+        raises the first one at the end."""
+        first: BaseException | None = None
+        for link in reversed(self.host_links):
+            try:
+                delete_link(link)
+            except Exception as exc:
+                first = first or exc
+        self.host_links.clear()
+        for name in reversed(self.namespaces):
+            try:
+                delete_netns(name)
+            except Exception as exc:
+                first = first or exc
+        self.namespaces.clear()
+        if first is not None:
+            raise first
+
+    def __enter__(self) -> Topology:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except Exception:
+            pass  # the body's exception is the one worth seeing
+
+
+def udp_packets_to(frames: list[bytes], port: int) -> list[bytes]:
+    """The IPv4 packets (Ethernet header removed) of the UDP frames addressed to `port`."""
+    return [f[14:] for f in udp_frames_to(frames, port)]
