@@ -45,5 +45,5 @@ sed 's/^rule to_align:/rule lab_ssh: allow plaintext tcp from hospital to lab po
   examples/genomics.policy > "$tmp/genomics-v4.policy"
 $policyc diff examples/genomics.policy "$tmp/genomics-v4.policy" || true
 
-step "sealed traffic between two nodes (network namespaces, AES-CCM in eBPF)"
+step "sealed traffic between two nodes (network namespaces, ChaCha20-Poly1305 in eBPF)"
 .venv/bin/python scripts/demo_sealed.py

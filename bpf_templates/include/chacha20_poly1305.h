@@ -214,7 +214,7 @@ static __always_inline int cp_open(struct cp_scratch *s, const __u32 *key, struc
 	const __u8 *tag = (const __u8 *)s->tag;
 	for (__u32 i = 0; i < CP_TAG_LEN; i++)
 		diff |= s->received[i] ^ tag[i];
-	poly1305_opaque(diff);
+	barrier_var(diff);
 	if (diff) /* public from here on: the packet is dropped */
 		return -CP_EBADMSG;
 	cp_crypt(s, len);

@@ -12,17 +12,13 @@
 #define POLY1305_H
 
 #include <linux/types.h>
-#include <bpf/bpf_helpers.h> /* __noinline */
+#include <bpf/bpf_helpers.h> /* __noinline, barrier_var */
 
 #define POLY1305_BLOCK   16
 #define POLY1305_KEY_LEN 32
 #define POLY1305_TAG_LEN 16
 #define POLY1305_MASK26  0x3ffffffu
 #define POLY1305_HIBIT   (1u << 24) /* 2^128 in the top limb (bits 104..129) */
-
-/* Hide a value from clang's range analysis, so a mask stays a mask (BPF
- * has no conditional move: a select would become a branch). */
-#define poly1305_opaque(x) asm volatile("" : "+r"(x))
 
 struct poly1305_state {
 	__u32 r[5];
@@ -131,7 +127,7 @@ static __noinline __attribute__((unused)) void poly1305_finish(const struct poly
 	g4 = h4 + c - (1u << 26);
 
 	mask = (g4 >> 31) - 1; /* all ones: take g; zero: keep h */
-	poly1305_opaque(mask);
+	barrier_var(mask); /* a mask stays a mask: BPF has no conditional move, a select would branch */
 	g0 &= mask; g1 &= mask; g2 &= mask; g3 &= mask; g4 &= mask;
 	mask = ~mask;
 	h0 = (h0 & mask) | g0;
@@ -148,9 +144,9 @@ static __noinline __attribute__((unused)) void poly1305_finish(const struct poly
 
 	/* Opaque sums: clang would otherwise add in 32 bits and find each carry
 	 * with a compare and branch, on secret values. */
-	f = (__u64)h0 + st->s[0]; poly1305_opaque(f); tag[0] = f;
-	f = (__u64)h1 + st->s[1] + (f >> 32); poly1305_opaque(f); tag[1] = f;
-	f = (__u64)h2 + st->s[2] + (f >> 32); poly1305_opaque(f); tag[2] = f;
+	f = (__u64)h0 + st->s[0]; barrier_var(f); tag[0] = f;
+	f = (__u64)h1 + st->s[1] + (f >> 32); barrier_var(f); tag[1] = f;
+	f = (__u64)h2 + st->s[2] + (f >> 32); barrier_var(f); tag[2] = f;
 	f = (__u64)h3 + st->s[3] + (f >> 32); tag[3] = f;
 }
 

@@ -55,7 +55,7 @@ static __always_inline int cp_test(struct __sk_buff *skb, enum cp_test_op op)
 	if (len < 0 || len > CP_MAX_PAYLOAD + CP_TAG_LEN)
 		return TC_ACT_SHOT;
 	__u64 n = len;
-	poly1305_opaque(n); /* the verifier must see the bound checked on the register passed */
+	barrier_var(n); /* the verifier must see the bound checked on the register passed */
 	if (n > CP_MAX_PAYLOAD + CP_TAG_LEN)
 		return TC_ACT_SHOT;
 	if (n && bpf_skb_load_bytes(skb, INPUT_OFFSET + HEADER_LEN + aad_len, CP_PAYLOAD(s), n))
