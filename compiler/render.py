@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Iterable
 
 from sealnet.compiler.diagnostics import Diagnostic, Severity
@@ -18,10 +19,17 @@ from sealnet.compiler.output import paint
 _STYLE = {Severity.ERROR: ("red", "bold"), Severity.WARNING: ("yellow", "bold"), Severity.INFO: ("cyan", "bold")}
 
 
+@functools.lru_cache(maxsize=8)
+def _lines(source: str) -> list[str]:
+    """A source split once (a str caches its hash, so the lookup is cheap): rendering
+    thousands of diagnostics of one large policy must not split it once each."""
+    return source.split("\n")
+
+
 def _line_of(source: str | None, number: int) -> str | None:
     if source is None:
         return None
-    lines = source.split("\n")
+    lines = _lines(source)
     if 1 <= number <= len(lines):
         return lines[number - 1].rstrip("\r")
     return None
