@@ -56,6 +56,7 @@ _ENTRIES = (
     Code("V310", "ASSERTION_FAILED", "an `assert` that does not hold"),
     Code("V311", "WORKFLOW_BLOCKED", "a workflow flow that is blocked or passes in plaintext across domains"),
     Code("V312", "OVER_PERMISSIVE", "cross-domain traffic passed that no workflow flow needs"),
+    Code("V313", "SEALED_ICMP_DROPPED", "ICMP errors about a sealed flow are dropped (the policy passes the reverse ICMP in clear)"),
     Code("V320", "DECISION_CHANGED", "(diff) a region of packets whose decision changed"),
     Code("V330", "UNDECIDED", "a property the solver could not decide (timeout, resource limit, budget)"),
 )
@@ -103,5 +104,6 @@ FINDING_CODES: dict[str, str] = {
     "assertion-failed": _BY_NAME["ASSERTION_FAILED"],
     "workflow-blocked": _BY_NAME["WORKFLOW_BLOCKED"],
     "over-permissive": _BY_NAME["OVER_PERMISSIVE"],
+    "sealed-icmp-dropped": _BY_NAME["SEALED_ICMP_DROPPED"],
     "decision-changed": DECISION_CHANGED,
 }

@@ -55,8 +55,9 @@ from sealnet.compiler.firstmatch import (covers, cube_point, find_decided, is_vo
                                           point, samples, subtract, uncovered_point)
 from sealnet.compiler.ir import Action, AssertKind, Cube, Match, Packet, Policy, Rule, Span
 from sealnet.compiler.regions import RegionMap, RuleIndex
-from sealnet.compiler.semantics import decide
+from sealnet.compiler.semantics import Decision, decide
 from sealnet.compiler.solving import Budget, Session, Status, Undecided
+from sealnet.compiler.icmp_errors import silenced_seal_rules
 from sealnet.compiler.z3_encoding import ACTION_CODES, Chain, PacketVars, match_pred
 
 # Up to this many rules, witnesses are checked with the plain first-match
@@ -598,11 +599,35 @@ class Verifier:
               witness: Packet | None, notes: tuple[Note, ...] = ()) -> None:
         self.report.findings.append(Finding(kind, severity, rules, message, span, witness, notes))
 
+    def check_icmp_errors(self) -> None:
+        """ICMP errors about sealed flows are sealed or dropped (docs/language.md); say
+        where they are dropped, since senders then lose port-unreachable and PMTU signals."""
+        def decided(packet: Packet) -> Decision:
+            action, index = self._decision(packet)
+            return Decision(action, None if index is None else self.rules[index])
+
+        def earlier(rule: Rule, region: Match) -> list[Rule]:
+            return [r for r in self._overlapping(region, self._related(region)) if r.index < rule.index]
+
+        silenced, undecided = silenced_seal_rules(self.policy, self.session, self.universe,
+                                                  decide_fn=decided, earlier_of=earlier)
+        for s in silenced:
+            by = s.passed_by.rule
+            span = by.span if by else (self.policy.default_span or self.policy.span)
+            self._emit("sealed-icmp-dropped", Severity.INFO, (s.rule.name, s.passed_by.rule_name),
+                       f"ICMP errors about `{s.rule.name}`'s sealed flows are dropped: they would quote the "
+                       f"opened packet and go back in clear (`{s.passed_by.rule_name}` passes {s.error}); "
+                       f"its senders get no port-unreachable or fragmentation-needed. Seal that ICMP to keep them",
+                       s.rule.span, s.quoted, (Note(span, f"`{s.passed_by.rule_name}` decides the reverse ICMP"),))
+        for u in undecided:
+            self._undecided("rule", f"{u.rule.name}: ICMP errors about its flows", u.rule.span, u.reason)
+
     def run(self) -> Report:
         self.check_rules()
         self.check_assertions()
         self.check_workflows()
         self.check_least_privilege()
+        self.check_icmp_errors()
         self.report.findings.sort(key=lambda f: (f.span.line, f.span.column, f.kind, f.rules))
         self.report.unknown.sort(key=lambda o: (o.span.line, o.span.column, o.kind, o.text))
         return self.report

@@ -53,3 +53,12 @@ def checksums_valid(packet: bytes) -> bool:
             return True
         return l4_checksum(packet[12:16], packet[16:20], view.proto, packet[view.ihl:view.total]) == 0
     return True
+
+
+def icmp_error(src: str, dst: str, quoted: bytes, icmp_type: int = 3, code: int = 3) -> bytes:
+    """An ICMP error from src to dst quoting `quoted` (an IPv4 packet), as a kernel sends it
+    (default: destination unreachable, port unreachable)."""
+    ip = _ip(src, dst, 1, 8 + len(quoted))
+    body = bytearray(bytes([icmp_type, code, 0, 0, 0, 0, 0, 0]) + quoted)
+    body[2:4] = internet_checksum(bytes(body)).to_bytes(2, "big")
+    return bytes(ip + body)

@@ -9,7 +9,6 @@ Where the policy passes that ICMP in clear, egress must drop it
 from __future__ import annotations
 
 import socket
-import struct
 import threading
 import time
 
@@ -20,7 +19,7 @@ from sealnet.contracts import abi
 from sealnet.contracts.libbpf import BpfObject
 from sealnet.runtime import node, node_counters, seal_keys
 from sealnet.runtime.netns import run_in_netns
-from packets import ETH, icmp_echo, udp
+from packets import ETH, icmp_echo, icmp_error, udp
 from testbed import tap
 from policies import compile_ok
 from sealing import key_file_text, pair_key
@@ -37,25 +36,6 @@ rule ba: seal from b to a
 '''
 A, B = "198.18.0.1", "198.18.0.2"
 MARKER = b"SECRET-PLAINTEXT"
-
-
-def _inet_sum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def port_unreachable(src: str, dst: str, quoted: bytes, icmp_type: int = 3) -> bytes:
-    """An ICMP error from src to dst quoting `quoted` (an IPv4 packet), as a kernel sends it."""
-    body = bytes([icmp_type, 3, 0, 0, 0, 0, 0, 0]) + quoted
-    body = body[:2] + struct.pack("!H", _inet_sum(body)) + body[4:]
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 1, 0x4000, 64, 1, 0,
-                         socket.inet_aton(src), socket.inet_aton(dst))
-    header = header[:10] + struct.pack("!H", _inet_sum(header)) + header[12:]
-    return header + body
 
 
 @pytest.fixture(scope="module")
@@ -79,13 +59,13 @@ def _verdict(obj: BpfObject, frame: bytes) -> tuple[int, str]:
 def test_an_icmp_error_quoting_a_sealed_flow_is_dropped_in_the_kernel(egress) -> None:
     sealed_flow = udp(A, B, MARKER, dport=5000)
     plain_flow = udp(A, B, MARKER, dport=80)
-    assert _verdict(egress, port_unreachable(B, A, sealed_flow)) == (abi.TC_ACT_SHOT, "icmp_quote_drop")
+    assert _verdict(egress, icmp_error(B, A, sealed_flow)) == (abi.TC_ACT_SHOT, "icmp_quote_drop")
     for icmp_type in (4, 5, 11, 12):
-        assert _verdict(egress, port_unreachable(B, A, sealed_flow, icmp_type))[1] == "icmp_quote_drop"
-    assert _verdict(egress, port_unreachable(B, A, sealed_flow[:20]))[1] == "icmp_quote_drop"  # ports cut off
-    assert _verdict(egress, port_unreachable(B, A, b"\x00" * 8))[1] == "icmp_quote_drop"  # unreadable quote
+        assert _verdict(egress, icmp_error(B, A, sealed_flow, icmp_type))[1] == "icmp_quote_drop"
+    assert _verdict(egress, icmp_error(B, A, sealed_flow[:20]))[1] == "icmp_quote_drop"  # ports cut off
+    assert _verdict(egress, icmp_error(B, A, b"\x00" * 8))[1] == "icmp_quote_drop"  # unreadable quote
     # Errors about plaintext flows, and ICMP that is not an error, pass as the policy says.
-    assert _verdict(egress, port_unreachable(B, A, plain_flow)) == (abi.TC_ACT_OK, "allow_pass")
+    assert _verdict(egress, icmp_error(B, A, plain_flow)) == (abi.TC_ACT_OK, "allow_pass")
     assert _verdict(egress, icmp_echo(B, A, MARKER)) == (abi.TC_ACT_OK, "allow_pass")
 
 

@@ -97,8 +97,11 @@ def test_compile_refuses_an_undecided_policy(tmp_path: Path) -> None:
 
 def test_ctrl_c_stops_verify_at_once_without_a_report(tmp_path: Path) -> None:
     path = tmp_path / "big.policy"
-    path.write_text(generate(3000))
-    # the solver does every check (cube budget 0): SIGINT lands inside Z3 most of the time
+    # Large enough that on an idle machine the run is still verifying well after 4 s
+    # (3,000 rules finished in about 2 s): a SIGINT that lands after the report
+    # has started would prove nothing. The solver does every check (cube budget
+    # 0), so SIGINT lands inside Z3 most of the time.
+    path.write_text(generate(10000))
     proc = subprocess.Popen([sys.executable, "-m", "sealnet.compiler.cli", "verify", "--cube-budget", "0",
                              "--format", "json", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=ROOT)
