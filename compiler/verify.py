@@ -239,7 +239,10 @@ class Verifier:
 
     # -- rules ---------------------------------------------------------------------------
     def check_rules(self) -> None:
-        if len(self.rules) >= PARALLEL_MIN_RULES and (os.cpu_count() or 1) > 1 and self.universe is None:
+        # A daemonic process (the language server's verification worker) may not
+        # have children: it checks in one process.
+        may_fork = not multiprocessing.current_process().daemon
+        if len(self.rules) >= PARALLEL_MIN_RULES and (os.cpu_count() or 1) > 1 and self.universe is None and may_fork:
             self._check_rules_in_two()
         else:
             self._check_rule_slice(0, 1)

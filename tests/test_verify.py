@@ -179,3 +179,36 @@ def test_diff_parses_both_policies_at_once_alike(tmp_path, capsys, monkeypatch) 
         assert main(["diff", "--format", "json", str(old), str(new)]) == 0
         outputs.append(json.loads(capsys.readouterr().out))
     assert outputs[0] == outputs[1] and outputs[0]["status"] == "different"
+
+
+
+def _verify_in_a_daemon(policy, out) -> None:  # type: ignore[no-untyped-def]
+    out.send(verify(policy).to_json())
+
+
+def test_a_daemonic_process_verifies_in_one_process(monkeypatch) -> None:
+    """The language server verifies in a daemonic worker, which may not start the
+    verifier's second process: it must check alone instead of failing."""
+    import multiprocessing
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from gen_mix import generate
+    from sealnet.compiler import verify as verifier
+
+    policy = compile_ok(generate(300))
+    one = verify(policy).to_json()
+    monkeypatch.setattr(verifier, "PARALLEL_MIN_RULES", 10)  # large enough to fork, were it allowed
+    context = multiprocessing.get_context("fork")
+    reader, writer = context.Pipe(duplex=False)
+    worker = context.Process(target=_verify_in_a_daemon, args=(policy, writer), daemon=True)
+    worker.start()
+    try:
+        assert reader.poll(120), "no answer from the verifier inside a daemonic process"
+        assert reader.recv() == one
+    finally:
+        worker.join(timeout=10)
+        if worker.is_alive():
+            worker.kill()
+    assert worker.exitcode == 0
