@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 from cp_lab import LAUNCH_TEXT
 from sealnet.compiler.cli import main as policyc
 from sealnet.runtime.netns import run_in_netns
+from testbed import received, send_udp
 
 pytestmark = pytest.mark.kernel
 
@@ -113,33 +113,10 @@ def test_node_run_takes_its_keys_from_the_control_plane(topology, tmp_path, acce
 FEDERATED = POLICY.replace('measurement "%s" }' % LAUNCH_TEXT, 'measurement "%s"; control 127.0.0.1:7444 }' % LAUNCH_TEXT)
 
 
-def _bound(port: int) -> socket.socket:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("0.0.0.0", port))
-    return s
-
-
-def _send(dst: str, port: int, count: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        for i in range(count):
-            s.sendto(b"federated %d" % i, (dst, port))
-
-
 def _exchange(ns_from: str, ns_to: str, dst: str, count: int = 20) -> list[bytes]:
     """The payloads that arrive at dst:7000 from `count` datagrams (bounded in time)."""
-    rx = run_in_netns(ns_to, _bound, 7000)
-    try:
-        run_in_netns(ns_from, _send, dst, 7000, count)
-        rx.settimeout(0.5)
-        got = []
-        for _ in range(count):
-            try:
-                got.append(rx.recv(2048))
-            except socket.timeout:
-                break
-        return got
-    finally:
-        rx.close()
+    payloads = [b"federated %d" % i for i in range(count)]
+    return received(ns_to, "0.0.0.0", 7000, lambda: run_in_netns(ns_from, send_udp, dst, 7000, payloads), count)
 
 
 def _audit(db: Path) -> list[dict]:

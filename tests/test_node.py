@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 
 import pytest
 
@@ -12,6 +11,7 @@ from sealnet.runtime import node
 from sealnet.contracts.libbpf import BpfLoadError, Map, get_pinned
 from sealnet.runtime.netns import run_in_netns
 from policies import compile_ok
+from testbed import received, send_udp
 
 pytestmark = pytest.mark.kernel
 
@@ -25,32 +25,9 @@ rule back: allow plaintext udp from b to a
 
 def _exchange(ns_a: str, ns_b: str, dst: str, port: int, count: int = 20) -> int:
     """Send `count` datagrams from a to b:port; how many arrived (bounded in time)."""
-    rx = run_in_netns(ns_b, _bound_socket, port)
-    try:
-        run_in_netns(ns_a, _send, dst, port, count)
-        got = 0
-        rx.settimeout(0.3)
-        for _ in range(count):
-            try:
-                rx.recv(2048)
-                got += 1
-            except socket.timeout:
-                break
-        return got
-    finally:
-        rx.close()
-
-
-def _bound_socket(port: int) -> socket.socket:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("0.0.0.0", port))
-    return s
-
-
-def _send(dst: str, port: int, count: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        for i in range(count):
-            s.sendto(b"probe %d" % i, (dst, port))
+    payloads = [b"probe %d" % i for i in range(count)]
+    return len(received(ns_b, "0.0.0.0", port, lambda: run_in_netns(ns_a, send_udp, dst, port, payloads), count,
+                        timeout=0.3))
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ from sealnet.contracts.libbpf import Map, get_pinned
 from sealnet.runtime import node, nonce_ledger, seal_wire
 from sealnet.runtime.netns import run_in_netns
 from sealing import key_file_text, pair_key
-from testbed import Capture, inject, udp_frames_to
+from testbed import Capture, inject, received, send_udp, udp_frames_to
 
 POLICY = '''policy "safety" version {version}
 domain a {{ tee tdx; nodes 198.18.0.1/32 }}
@@ -116,40 +115,11 @@ def headers(frames: list[bytes]) -> list[seal_wire.SealHeader]:
     return out
 
 
-def _bound(ip: str, port: int) -> socket.socket:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((ip, port))
-    s.settimeout(0.5)
-    return s
-
-
-def _send(dst: str, port: int, payloads: list[bytes]) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        for p in payloads:
-            s.sendto(p, (dst, port))
-
-
-def received(ns: str, ip: str, port: int, send, count: int) -> list[bytes]:  # type: ignore[no-untyped-def]
-    """Run `send()` and return what a socket bound in `ns` received (bounded)."""
-    rx = run_in_netns(ns, _bound, ip, port)
-    try:
-        send()
-        got = []
-        for _ in range(count):
-            try:
-                got.append(rx.recv(4096))
-            except socket.timeout:
-                break
-        return got
-    finally:
-        rx.close()
-
-
 def send_sealed(ns_a: str, ns_b: str, if_b: str, count: int, tag: bytes = b"x") -> list[bytes]:
     """a -> b on the sealed port; returns the sealed frames captured on b's side."""
     capture = Capture(ns_b, if_b)
     payloads = [tag + b"%04d" % i for i in range(count)]
-    got = received(ns_b, IP_B, SEALED_PORT, lambda: run_in_netns(ns_a, _send, IP_B, SEALED_PORT, payloads), count)
+    got = received(ns_b, IP_B, SEALED_PORT, lambda: run_in_netns(ns_a, send_udp, IP_B, SEALED_PORT, payloads), count)
     frames = udp_frames_to(capture.stop(), SEALED_PORT)
     assert sorted(got) == sorted(payloads)
     return frames
@@ -199,7 +169,7 @@ def test_findings_1_no_nonce_repeats_across_reload_reboot_and_nodes_sharing_a_ke
         seen += [(h.sender, h.cpu, h.seq) for h in headers(frames)]
         # b seals with the same file: its sender id is its own address, so its nonces are its own.
         back = Capture(ns_a, veth.a)
-        received(ns_a, IP_A, SEALED_PORT, lambda: run_in_netns(ns_b, _send, IP_A, SEALED_PORT, [b"b%d" % i for i in range(5)]), 5)
+        received(ns_a, IP_A, SEALED_PORT, lambda: run_in_netns(ns_b, send_udp, IP_A, SEALED_PORT, [b"b%d" % i for i in range(5)]), 5)
         b_headers = headers(udp_frames_to(back.stop(), SEALED_PORT))
     finally:
         for iface, ns, state_dir in ((veth.a, ns_a, node.STATE_DIR), (veth.b, ns_b, str(lab.tmp / "run"))):
@@ -375,7 +345,7 @@ def test_finding_6_unload_fails_closed_for_sealed_flows_and_says_how_to_open_the
         refused = sealnet(lab, "node", "unload", "--iface", veth.a, "--netns", ns_a)
         assert "--open-sealed-flows" in one_line_error(refused)
         capture = Capture(ns_b, veth.b)
-        run_in_netns(ns_a, _send, IP_B, SEALED_PORT, [b"PLAINTEXT-%d" % i for i in range(200)])
+        run_in_netns(ns_a, send_udp, IP_B, SEALED_PORT, [b"PLAINTEXT-%d" % i for i in range(200)])
         frames = capture.stop()
         assert udp_frames_to(frames, SEALED_PORT) and not any(b"PLAINTEXT-" in f for f in frames)
         opened = sealnet(lab, "node", "unload", "--iface", veth.a, "--netns", ns_a, "--open-sealed-flows")
@@ -473,7 +443,7 @@ def test_status_json_and_metrics_name_the_rule_and_line_of_every_counter(topolog
     ns_a, ns_b, veth = topology.pair("198.18.0.0/30")
     assert sealnet(lab, *load_args(lab, veth.b, ns_b, keys=False)).returncode == 0
     try:
-        run_in_netns(ns_a, _send, IP_B, SEALED_PORT, [b"plain"] * 4)  # a has no data plane: plaintext, dropped at b
+        run_in_netns(ns_a, send_udp, IP_B, SEALED_PORT, [b"plain"] * 4)  # a has no data plane: plaintext, dropped at b
         doc = json.loads(sealnet(lab, "node", "status", "--iface", veth.b, "--netns", ns_b, "--format", "json").stdout)
         rules = {(r["direction"], r["name"]): r for r in doc["counters"]["rules"]}
         assert rules[("ingress", "ab")]["line"] == 5 and rules[("ingress", "ab")]["packets"] >= 4

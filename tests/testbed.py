@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Callable
 
 from sealnet.runtime.netns import (add_address, add_veth, create_netns, delete_link, delete_netns, ifindex,
                                    run_in_netns, set_mtu, set_up)
@@ -43,6 +44,31 @@ def echo(sock: socket.socket, stop: threading.Event, *, max_packets: int | None 
             return  # the socket was closed under us: the caller is done
         sock.sendto(data, peer)
         echoed += 1
+
+
+def send_udp(dst: str, port: int, payloads: list[bytes]) -> None:
+    """Send each payload as one datagram to (dst, port)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for p in payloads:
+            s.sendto(p, (dst, port))
+
+
+def received(ns: str, ip: str, port: int, send: Callable[[], object], count: int,
+             timeout: float = 0.5) -> list[bytes]:
+    """Run `send()` and return what a UDP socket bound to (ip, port) in `ns` received:
+    at most `count` datagrams, each waited for at most `timeout` seconds."""
+    rx = run_in_netns(ns, udp_socket, ip, port, timeout)
+    try:
+        send()
+        got = []
+        for _ in range(count):
+            try:
+                got.append(rx.recv(4096))
+            except socket.timeout:
+                break
+        return got
+    finally:
+        rx.close()
 
 
 def tap(iface: str, timeout: float = 2.0, *, rcvbuf: int | None = None) -> socket.socket:
