@@ -39,9 +39,18 @@ apt:
 
 venv: $(STAMP)
 
+# The editable install maps sealnet.* onto the repository's folders through an
+# import hook, which file-reading tools (import-linter) cannot follow; a tree of
+# links with the installed shape, put on sys.path, lets `lint-imports` run as is.
+SHAPE := $(VENV)/installed-shape
+SHAPED := contracts compiler runtime grammar bpf_templates
+
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -e '.[test,lsp,demo,bench]'
+	@mkdir -p $(SHAPE)/sealnet
+	@for d in $(SHAPED); do ln -sfn "$(CURDIR)/$$d" "$(SHAPE)/sealnet/$$d"; done
+	@echo "$(CURDIR)/$(SHAPE)" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/sealnet-installed-shape.pth"
 	@touch $@
 
 # Exit code 5 means "no tests collected": report it loudly and keep it a failure.
