@@ -29,6 +29,7 @@ import struct
 import uuid
 import warnings
 from dataclasses import dataclass, field
+from typing import Callable, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -212,13 +213,18 @@ def build_cert_table(certs: dict[str, bytes]) -> bytes:
     return bytes(header + bytes(24) + blobs)
 
 
-def load_cert(data: bytes, what: str) -> x509.Certificate:
+T = TypeVar("T")
+
+
+def _load_pem_or_der(data: bytes, what: str, kind: str, pem: Callable[[bytes], T], der: Callable[[bytes], T]) -> T:
     try:
-        if b"-----BEGIN" in data:
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
+        return pem(data) if b"-----BEGIN" in data else der(data)
     except ValueError as exc:
-        raise EvidenceError(f"{what}: not an X.509 certificate ({str(exc).splitlines()[0][:80]})") from None
+        raise EvidenceError(f"{what}: not an X.509 {kind} ({str(exc).splitlines()[0][:80]})") from None
+
+
+def load_cert(data: bytes, what: str) -> x509.Certificate:
+    return _load_pem_or_der(data, what, "certificate", x509.load_pem_x509_certificate, x509.load_der_x509_certificate)
 
 
 def spki_fingerprint(cert: x509.Certificate) -> str:
@@ -279,12 +285,7 @@ class SnpPolicy:
 
 
 def load_crl(data: bytes, what: str) -> x509.CertificateRevocationList:
-    try:
-        if b"-----BEGIN" in data:
-            return x509.load_pem_x509_crl(data)
-        return x509.load_der_x509_crl(data)
-    except ValueError as exc:
-        raise EvidenceError(f"{what}: not an X.509 CRL ({str(exc).splitlines()[0][:80]})") from None
+    return _load_pem_or_der(data, what, "CRL", x509.load_pem_x509_crl, x509.load_der_x509_crl)
 
 
 def check_revocation(crl_data: bytes, ark: x509.Certificate, certs: list[tuple[x509.Certificate, str]],
