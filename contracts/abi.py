@@ -140,6 +140,16 @@ PROGRAMS: dict[Direction, str] = {Direction.EGRESS: "sealnet_egress", Direction.
 EGRESS_PROGRAM = PROGRAMS[Direction.EGRESS]
 INGRESS_PROGRAM = PROGRAMS[Direction.INGRESS]
 INSTALL_KEY_PROGRAM = "seal_install_key"  # SEC("syscall"), run by the node agent
+# The bypass guard (seal_guard.h): BPF LSM programs of a sealing data plane, each refusing one way
+# to transmit past TC egress in the guarded namespace; name -> its section (the LSM hook). Written
+# SEC("?lsm/...") in the C: libbpf loads them only when asked (the node loader asks when it guards;
+# validation, tests and benchmarks load the object on kernels without BPF LSM).
+GUARD_PROGRAMS: dict[str, str] = {
+    "guard_sockopt": "lsm/socket_setsockopt",  # SOL_PACKET / PACKET_QDISC_BYPASS
+    "guard_xsk_sock": "lsm/socket_post_create",  # an AF_XDP socket
+    "guard_xsk_bind": "lsm/socket_bind",  # binding an AF_XDP socket made before the load
+}
+GUARD_NETNS_MAP = "guard_netns"  # u64 at key 0: the guarded namespace's cookie, written at load, frozen
 
 RULE_HITS_MAP = "rule_hits"  # per-CPU u64 at rule_slot()
 VERDICT_HITS_MAP = "verdict_hits"  # per-CPU u64 at verdict_slot()
@@ -155,6 +165,7 @@ SEAL_SCRATCH_MAP = "seal_scratch"
 SEAL_REPLAY_MAP = "seal_replay"
 SEAL_INSTALL_MAPS = (SEAL_KEYS_MAP, SEAL_TX_MAP, SEAL_CONFIG_MAP, SEAL_SEQ_MAP)  # what key installation writes
 SEAL_MAPS = SEAL_INSTALL_MAPS + (SEAL_SCRATCH_MAP, SEAL_REPLAY_MAP)
+GUARD_MAPS = (GUARD_NETNS_MAP,)  # in every data plane built with the sealing path
 DATAPATH_MAPS = (RULE_HITS_MAP, VERDICT_HITS_MAP, RULE_VERDICT_HITS_MAP, LAST_DECISION_MAP)
 
 

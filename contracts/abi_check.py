@@ -81,7 +81,7 @@ def _layout_drift(btf: Btf, layout: abi.Layout) -> list[str]:
 def _map_drift(object_bytes: bytes, btf: Btf, sealing: bool, n_rules: int, n_domains: int,
                layouts: dict[str, abi.Layout]) -> list[str]:
     out = []
-    expected_names = set(abi.DATAPATH_MAPS) | (set(abi.SEAL_MAPS) if sealing else set())
+    expected_names = set(abi.DATAPATH_MAPS) | (set(abi.SEAL_MAPS) | set(abi.GUARD_MAPS) if sealing else set())
     c_names = set(btf.section_variables(".maps"))
     if c_names != expected_names:
         out.append(f"maps: {sorted(c_names)} in the C, {sorted(expected_names)} in abi.py")
@@ -98,6 +98,7 @@ def _map_drift(object_bytes: bytes, btf: Btf, sealing: bool, n_rules: int, n_dom
             (abi.SEAL_TX_MAP, abi.seal_pair_count(n_domains), layouts.get("seal_tx")),
             (abi.SEAL_CONFIG_MAP, 1, layouts.get("seal_config")),
             (abi.SEAL_SCRATCH_MAP, len(abi.Direction), None),
+            (abi.GUARD_NETNS_MAP, 1, None),
         ]
     with BpfObject.open_memory(object_bytes, "sealnet_abi") as obj:
         maps = {m.name: m for m in obj.maps()}
@@ -110,10 +111,17 @@ def _map_drift(object_bytes: bytes, btf: Btf, sealing: bool, n_rules: int, n_dom
             if layout is not None and m.value_size != layout.size:
                 out.append(f"map {name}: {m.value_size}-byte values in the C, struct {layout.name} is "
                            f"{layout.size} in abi.py")
-        programs = {p.name for p in obj.programs()}
-    expected_programs = set(abi.PROGRAMS.values()) | ({abi.INSTALL_KEY_PROGRAM} if sealing else set())
+        sections = {p.name: p.section for p in obj.programs()}
+        autoloaded = {p.name for p in obj.programs() if p.autoload}
+    programs = set(sections)
+    expected_programs = set(abi.PROGRAMS.values()) | ({abi.INSTALL_KEY_PROGRAM, *abi.GUARD_PROGRAMS} if sealing else set())
     if programs != expected_programs:
         out.append(f"programs: {sorted(programs)} in the C, {sorted(expected_programs)} in abi.py")
+    for name, hook in abi.GUARD_PROGRAMS.items():
+        if name in sections and sections[name] != hook:
+            out.append(f"program {name}: section {sections[name]!r} in the C, {hook!r} in abi.py")
+        if name in autoloaded:
+            out.append(f"program {name}: loaded by default; a guard program must be SEC(\"?{hook}\")")
     if sealing and abi.INSTALL_KEY_PROGRAM in programs:
         args = btf.function_args(abi.INSTALL_KEY_PROGRAM)
         want = [("args", f"struct {abi.SEAL_KEY_ARGS.name} *")]

@@ -46,6 +46,8 @@ __all__ = [
     "detach_tc",
     "query_tc",
     "destroy_clsact",
+    "attach_lsm",
+    "probe_lsm_hook",
     "libbpf_version",
 ]
 
@@ -68,6 +70,9 @@ BPF_OBJ_NAME_LEN = 16
 BPF_TC_INGRESS = 1 << 0
 BPF_TC_EGRESS = 1 << 1
 BPF_TC_F_REPLACE = 1 << 0
+
+# enum bpf_attach_type: a BPF LSM program's (SEC("lsm/...")) attach type.
+BPF_LSM_MAC = 27
 
 # libbpf's own error codes (libbpf.h: enum libbpf_errno) start here.
 _LIBBPF_ERRNO_START = 4000
@@ -100,6 +105,7 @@ class ProgType(enum.IntEnum):
     SCHED_ACT = 4
     XDP = 6
     CGROUP_SKB = 8
+    LSM = 29
     SYSCALL = 31
 
 
@@ -282,6 +288,31 @@ class _BpfMapCreateOpts(ctypes.Structure):
     ]
 
 
+class _BpfProgLoadOpts(ctypes.Structure):
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("attempts", ctypes.c_int),
+        ("expected_attach_type", ctypes.c_int),
+        ("prog_btf_fd", ctypes.c_uint32),
+        ("prog_flags", ctypes.c_uint32),
+        ("prog_ifindex", ctypes.c_uint32),
+        ("kern_version", ctypes.c_uint32),
+        ("attach_btf_id", ctypes.c_uint32),
+        ("attach_prog_fd", ctypes.c_uint32),
+        ("attach_btf_obj_fd", ctypes.c_uint32),
+        ("fd_array", ctypes.c_void_p),
+        ("func_info", ctypes.c_void_p),
+        ("func_info_cnt", ctypes.c_uint32),
+        ("func_info_rec_size", ctypes.c_uint32),
+        ("line_info", ctypes.c_void_p),
+        ("line_info_cnt", ctypes.c_uint32),
+        ("line_info_rec_size", ctypes.c_uint32),
+        ("log_level", ctypes.c_uint32),
+        ("log_size", ctypes.c_uint32),
+        ("log_buf", ctypes.c_void_p),
+    ]
+
+
 # Sizes as compiled from libbpf 1.1.2's headers on x86_64 (see tests/test_libbpf.py).
 EXPECTED_SIZES = {
     "bpf_object_open_opts": 80,
@@ -290,6 +321,7 @@ EXPECTED_SIZES = {
     "bpf_tc_opts": 32,
     "bpf_prog_info": 232,
     "bpf_map_create_opts": 48,
+    "bpf_prog_load_opts": 104,
 }
 STRUCTS: dict[str, type[ctypes.Structure]] = {
     "bpf_object_open_opts": _BpfObjectOpenOpts,
@@ -298,6 +330,7 @@ STRUCTS: dict[str, type[ctypes.Structure]] = {
     "bpf_tc_opts": _BpfTcOpts,
     "bpf_prog_info": _BpfProgInfo,
     "bpf_map_create_opts": _BpfMapCreateOpts,
+    "bpf_prog_load_opts": _BpfProgLoadOpts,
 }
 
 
@@ -387,6 +420,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "bpf_program__fd": ([c_void_p], c_int),
         "bpf_program__type": ([c_void_p], c_int),
         "bpf_program__set_autoload": ([c_void_p, ctypes.c_bool], c_int),
+        "bpf_program__autoload": ([c_void_p], ctypes.c_bool),
         "bpf_map__name": ([c_void_p], c_char_p),
         "bpf_map__fd": ([c_void_p], c_int),
         "bpf_map__type": ([c_void_p], c_int),
@@ -412,6 +446,9 @@ def _declare(lib: ctypes.CDLL) -> None:
         "bpf_tc_attach": ([ctypes.POINTER(_BpfTcHook), ctypes.POINTER(_BpfTcOpts)], c_int),
         "bpf_tc_detach": ([ctypes.POINTER(_BpfTcHook), ctypes.POINTER(_BpfTcOpts)], c_int),
         "bpf_tc_query": ([ctypes.POINTER(_BpfTcHook), ctypes.POINTER(_BpfTcOpts)], c_int),
+        "bpf_link_create": ([c_int, c_int, c_int, c_void_p], c_int),
+        "bpf_prog_load": ([c_int, c_char_p, c_char_p, c_void_p, c_size_t, ctypes.POINTER(_BpfProgLoadOpts)], c_int),
+        "libbpf_find_vmlinux_btf_id": ([c_char_p, c_int], c_int),
     }
     for name, (argtypes, restype) in sigs.items():
         fn = getattr(lib, name)
@@ -728,6 +765,11 @@ class Program:
 
     def __repr__(self) -> str:
         return f"Program(name={self.name!r}, section={self.section!r}, fd={self.fd})"
+
+    @property
+    def autoload(self) -> bool:
+        """Does load() load it? (False for SEC("?...") until set_autoload.)"""
+        return bool(_lib().bpf_program__autoload(self._ptr))
 
     @property
     def fd(self) -> int:
@@ -1120,3 +1162,36 @@ def destroy_clsact(ifindex: int) -> None:
         if ret in (-_errno.ENOENT, -_errno.EINVAL):
             return
         _check(ret, f"destroy clsact on ifindex {ifindex}")
+
+
+# --------------------------------------------------------------------------- BPF LSM links
+
+
+def attach_lsm(prog_fd: int) -> int:
+    """Attach a loaded BPF LSM program to its hook; returns the link's fd (the caller pins
+    or closes it: the program stays attached while the link has an fd or a pin)."""
+    with _capturing():
+        return _check(_lib().bpf_link_create(prog_fd, 0, BPF_LSM_MAC, None), "attach BPF LSM program")
+
+
+def probe_lsm_hook(hook: str) -> None:
+    """Load and attach a program that allows everything on LSM hook `hook` (e.g.
+    "socket_setsockopt"), then drop it: raises LibbpfError when this kernel cannot
+    run BPF LSM programs there (no BTF for the hook, a load or attach refused).
+
+    Attached is not active: with `bpf` missing from the kernel's LSM list the
+    program attaches and never runs; the caller checks that list too."""
+    lib = _lib()
+    with _capturing():
+        btf_id = _check(lib.libbpf_find_vmlinux_btf_id(hook.encode(), BPF_LSM_MAC), f"find LSM hook {hook}")
+        # r0 = 0; exit: "no objection", whatever the hook's arguments
+        insns = (ctypes.c_uint64 * 2)(0x00000000000000B7, 0x0000000000000095)
+        opts = _opts(_BpfProgLoadOpts)
+        opts.expected_attach_type = BPF_LSM_MAC  # type: ignore[attr-defined]
+        opts.attach_btf_id = btf_id  # type: ignore[attr-defined]
+        prog_fd = _check(lib.bpf_prog_load(int(ProgType.LSM), b"sn_lsm_probe", b"GPL", insns, 2, ctypes.byref(opts)),
+                         f"load a BPF LSM program on {hook}")
+        try:
+            _close_fd(attach_lsm(prog_fd))
+        finally:
+            _close_fd(prog_fd)

@@ -10,9 +10,13 @@ kernel verifier, keys) happens before the interface is touched. Then:
    directories (and, on a first load, the interface changes it is about to
    make), written durably: this is the journal;
 3. the interface is prepared (first load only);
-4. ingress is attached before egress (receive before send), each replacing
+4. a sealing load's bypass guard (runtime/node_guard.py) is attached and its
+   links pinned in the new pin directory, before the TC programs: nothing
+   sent past TC egress from this namespace while the new programs seal;
+5. ingress is attached before egress (receive before send), each replacing
    the old program atomically at our TC priority and handle;
-5. the state says "running" and the old pins are dropped.
+6. the state says "running" and the old pins (the old guard's links with
+   them) are dropped.
 
 A command killed anywhere leaves either the old load running, untouched
 (before 2), or a journal that the next command (`recover`) rolls forward
@@ -33,7 +37,7 @@ from typing import Any, Iterator
 from sealnet.contracts.libbpf import (BpfObject, LibbpfError, Map, attach_tc, destroy_clsact, detach_tc, get_pinned,
                                       pin_fd, query_tc)
 from sealnet.contracts import abi
-from sealnet.runtime import failpoints, interface, replay_store, seal_keys
+from sealnet.runtime import failpoints, interface, node_guard, replay_store, seal_keys
 from sealnet.runtime.netns import entered, ifindex, iproute
 from sealnet.runtime.node_files import locked
 from sealnet.runtime.node_state import (LOADING, RUNNING, UNLOADING, NodeState, StateError, highest_version,
@@ -44,6 +48,9 @@ BPFFS = "/sys/fs/bpf"
 PIN_ROOT = os.path.join(BPFFS, "sealnet")
 STATE_DIR = os.environ.get("SEALNET_STATE_DIR", "/run/sealnet")
 DURABLE_DIR = os.environ.get("SEALNET_LIB_DIR", "/var/lib/sealnet")
+# The environment's spelling of --allow-qdisc-bypass (for service managers and test rigs on
+# kernels without BPF LSM); recorded in the state like the flag.
+ALLOW_QDISC_BYPASS_ENV = "SEALNET_ALLOW_QDISC_BYPASS"
 EGRESS, INGRESS = abi.EGRESS_PROGRAM, abi.INGRESS_PROGRAM
 ATTACH_ORDER = (INGRESS, EGRESS)  # receive before send; unload goes the other way
 TC_PRIORITY = 0xC0DE & 0xFFFF  # ours, distinct from a user's filters at priority 1
@@ -157,7 +164,10 @@ def _pinned_program_fd(pin_dir: str, name: str) -> int:
 
 
 def _attach_from_pins(state: NodeState, index: int) -> None:
-    """Attach the pinned programs of `state.pin_dir`, ingress first."""
+    """Attach the pinned programs of `state.pin_dir`: the bypass guard, then ingress, then egress."""
+    if state.qdisc_bypass_guard == node_guard.LSM:
+        node_guard.attach_from_pins(state.pin_dir)
+        failpoints.hit("load:guard")
     with entered(state.netns):
         for name in ATTACH_ORDER:
             fd = _pinned_program_fd(state.pin_dir, name)
@@ -247,7 +257,7 @@ def recover(iface: str, netns: str | None) -> str | None:
         return None
     index = ifindex(iface, netns)
     if state.phase == LOADING:
-        if all(os.path.exists(os.path.join(state.pin_dir, p)) for p in ATTACH_ORDER):
+        if all(os.path.exists(os.path.join(state.pin_dir, p)) for p in _pinned_programs(state)):
             _finish_load(state, index)
             return f"finished an interrupted load of {state.policy} on {iface}"
         raise NodeError(f"{iface}: an interrupted load lost its pins ({state.pin_dir}); "
@@ -259,6 +269,32 @@ def recover(iface: str, netns: str | None) -> str | None:
 
 
 # --------------------------------------------------------------------- load
+
+
+def _pinned_programs(state: NodeState) -> tuple[str, ...]:
+    """The programs a journalled load attaches from its pins."""
+    guard = tuple(abi.GUARD_PROGRAMS) if state.qdisc_bypass_guard == node_guard.LSM else ()
+    return guard + ATTACH_ORDER
+
+
+def _guard_decision(obj: BpfObject, rules: list[dict[str, Any]] | None, allow_qdisc_bypass: bool) -> str:
+    """Before load: guard this namespace (node_guard.LSM), or say why not. A load that seals
+    and cannot be guarded is refused unless the operator accepts the risk, by name."""
+    seals = any(r.get("action") == "seal" for r in rules) if rules else True  # no rules known: assume it seals
+    has_guard = node_guard.programs_of(obj) == list(abi.GUARD_PROGRAMS)
+    if not seals or not {m.name for m in obj.maps()} >= set(abi.SEAL_INSTALL_MAPS):
+        return node_guard.NOT_NEEDED
+    allow_qdisc_bypass = allow_qdisc_bypass or os.environ.get(ALLOW_QDISC_BYPASS_ENV) == "1"
+    reason = node_guard.unavailable_reason() if has_guard else \
+        "this bundle's data plane has no bypass guard (compiled before it existed: compile it again)"
+    if reason is None:
+        node_guard.request(obj)
+        return node_guard.LSM
+    if not allow_qdisc_bypass:
+        raise NodeError(f"{reason}; a packet socket with PACKET_QDISC_BYPASS or an AF_XDP socket in "
+                        f"this namespace could then send sealed flows in plaintext. Refused; pass "
+                        f"--allow-qdisc-bypass to accept that risk")
+    return node_guard.ACCEPTED_RISK
 
 
 def _check_rollback(policy_name: str, version: int, signer: str, force: bool) -> None:
@@ -306,8 +342,10 @@ def load_object(object_bytes: bytes, *, iface: str, netns: str | None, measureme
                 policy: str, domain_ids: dict[str, int] | None = None,
                 keys: seal_keys.KeyFile | None = None, keys_path: str = "<keys>",
                 policy_name: str = "", policy_version: int = 0, signer: str = "",
-                rules: list[dict[str, Any]] | None = None, force: bool = False) -> NodeState:
-    """Load the (already verified) object, install keys, pin, journal, then attach ingress and egress."""
+                rules: list[dict[str, Any]] | None = None, force: bool = False,
+                allow_qdisc_bypass: bool = False) -> NodeState:
+    """Load the (already verified) object, install keys, pin, journal, then attach the bypass guard,
+    ingress and egress. `allow_qdisc_bypass`: load a sealing policy even where the guard cannot run."""
     try:
         index = ifindex(iface, netns)  # fails before anything is loaded if the interface is missing
         ensure_bpffs()
@@ -320,7 +358,10 @@ def load_object(object_bytes: bytes, *, iface: str, netns: str | None, measureme
             obj = BpfObject.open_memory(object_bytes, "sealnet")
             try:
                 _reuse_replay_map(obj, previous)
+                guard = _guard_decision(obj, rules, allow_qdisc_bypass)
                 obj.load()  # the kernel verifier: a refusal leaves the running programs in place
+                if guard == node_guard.LSM:
+                    node_guard.configure(obj, netns)
                 programs = {name: obj.program(name) for name in (EGRESS, INGRESS)}
                 handles = seal_handles(obj)
                 if handles is not None and previous is None:  # no running load to take windows from
@@ -344,6 +385,8 @@ def load_object(object_bytes: bytes, *, iface: str, netns: str | None, measureme
                         pin_fd(prog.fd, os.path.join(pin_dir, name))
                     if handles:
                         pin_fd(handles.install_fd, os.path.join(pin_dir, seal_keys.INSTALL_PROGRAM))
+                    if guard == node_guard.LSM:
+                        node_guard.pin_programs(obj, pin_dir)
                 except Exception:
                     _remove_pins(pin_dir)  # not journalled yet: the running load is untouched
                     raise
@@ -359,7 +402,8 @@ def load_object(object_bytes: bytes, *, iface: str, netns: str | None, measureme
                     policy_name=policy_name, policy_version=policy_version, signer=signer,
                     rules=list(rules or []),
                     sealed_rules=sum(1 for r in rules or [] if r.get("action") == "seal"),
-                    epochs=epochs if keys is not None else (previous.epochs if previous else {}))
+                    epochs=epochs if keys is not None else (previous.epochs if previous else {}),
+                    qdisc_bypass_guard=guard)
             finally:
                 if keys is not None:
                     keys.wipe()

@@ -79,7 +79,8 @@ def verified_bundle(path: str, trust: str) -> tuple[VerifiedBundle, str]:
 
 
 def load_verified(verified: VerifiedBundle, signer: str, *, iface: str, netns: str | None,
-                  keys: seal_keys.KeyFile | None, keys_path: str, force: bool = False) -> node.NodeState:
+                  keys: seal_keys.KeyFile | None, keys_path: str, force: bool = False,
+                  allow_qdisc_bypass: bool = False) -> node.NodeState:
     manifest = verified.manifest
     policy = manifest.get("policy", {})
     return node.load_object(
@@ -87,7 +88,7 @@ def load_verified(verified: VerifiedBundle, signer: str, *, iface: str, netns: s
         policy=f"{policy.get('name')} version {policy.get('version')}",
         domain_ids={d["name"]: d["id"] for d in manifest.get("domains", [])}, keys=keys, keys_path=keys_path,
         policy_name=str(policy.get("name", "")), policy_version=int(policy.get("version", 0)),
-        signer=signer, rules=list(manifest.get("rules", [])), force=force)
+        signer=signer, rules=list(manifest.get("rules", [])), force=force, allow_qdisc_bypass=allow_qdisc_bypass)
 
 
 # --------------------------------------------------------------------- sources
@@ -212,6 +213,7 @@ class AgentConfig:
     metrics: str | None = None
     grace: float = 30.0
     allow_loose_key_permissions: bool = False
+    allow_qdisc_bypass: bool = False  # load where the bypass guard cannot run (runtime/node_guard.py)
     sim_platform: str | None = None  # with --control: attest with a SIMULATED platform key (labs)
     sim_launch: str | None = None
     allow_sim: tuple[str, ...] = ()  # with --control: trust a control plane's SIMULATED platform key
@@ -246,7 +248,7 @@ class Agent:
         if want.bundle is not None and (state is None or state.measurement != want.bundle.measurement):
             started = time.monotonic()
             state = load_verified(want.bundle, want.signer, iface=cfg.iface, netns=cfg.netns, keys=want.keys,
-                                  keys_path=want.keys_path)
+                                  keys_path=want.keys_path, allow_qdisc_bypass=cfg.allow_qdisc_bypass)
             self.keys_digest = want.keys_digest
             log("loaded", iface=cfg.iface, policy=state.policy, measurement=state.measurement,
                 program_tags=state.program_tags, seconds=round(time.monotonic() - started, 4))

@@ -52,6 +52,9 @@ class NodeState:
     rules: list[dict[str, Any]] = field(default_factory=list)  # index, name, action, line
     sealed_rules: int = 0
     epochs: dict[str, int] = field(default_factory=dict)  # "src->dst" -> epoch egress seals with
+    # The bypass guard (runtime/node_guard.py): "lsm" attached, "accepted-risk" (--allow-qdisc-bypass
+    # where it cannot run), "none" (nothing sealed); "" in a state written before the guard existed.
+    qdisc_bypass_guard: str = ""
 
     def to_json(self) -> dict[str, Any]:
         # Shallow: the fields are already JSON values, and a 10,000-rule policy's `rules`

@@ -5,6 +5,13 @@ namespaces. They are probed once per session (per xdist worker); when something
 is missing the test is skipped with the reason, except under
 SEALNET_REQUIRE_KERNEL=1 (set by .ci/run), where it fails: CI must never pass by
 skipping the kernel half of the suite.
+
+Tests marked ``@pytest.mark.bpf_lsm`` also need the bypass guard to run
+(runtime/node_guard.py: BPF LSM active and accepting programs). Where it cannot,
+they skip with the reason, or fail under SEALNET_REQUIRE_BPF_LSM=1; and the
+session accepts the risk for every other sealing load (SEALNET_ALLOW_QDISC_BYPASS,
+the environment's --allow-qdisc-bypass), so those still test what they test.
+Where the guard runs, every sealing load of the suite runs guarded.
 """
 
 from __future__ import annotations
@@ -18,9 +25,10 @@ from typing import Callable, Iterator
 import pytest
 
 from sealnet.compiler.build import multiarch_include_dir
-from testbed import Topology
+from testbed import Topology, bpf_lsm_unavailable_reason
 
 REQUIRE_KERNEL_ENV = "SEALNET_REQUIRE_KERNEL"
+REQUIRE_BPF_LSM_ENV = "SEALNET_REQUIRE_BPF_LSM"
 CLANG = os.environ.get("SEALNET_CLANG", "clang-19")
 
 _kernel_reason: str | None = None
@@ -32,6 +40,12 @@ def pytest_configure(config: pytest.Config) -> None:
     # pytest runs with another rootdir/config.
     config.addinivalue_line("markers", "kernel: needs root, BPF and network namespaces")
     config.addinivalue_line("markers", "long: long-running fuzz/property runs, deselected by default")
+    config.addinivalue_line("markers", "bpf_lsm: needs the bypass guard (BPF LSM active and accepting programs)")
+    if bpf_lsm_unavailable_reason() is not None:
+        from sealnet.runtime.node import ALLOW_QDISC_BYPASS_ENV
+
+        os.environ[ALLOW_QDISC_BYPASS_ENV] = "1"  # inherited by the CLI subprocesses the tests start
+
 
 
 def _probe_kernel() -> str | None:
@@ -77,11 +91,17 @@ def _missing(reason: str) -> None:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.get_closest_marker("kernel") is None:
+    if item.get_closest_marker("kernel") is None and item.get_closest_marker("bpf_lsm") is None:
         return
     reason = kernel_unavailable_reason()
     if reason is not None:
         _missing(reason)
+    if item.get_closest_marker("bpf_lsm") is not None:
+        reason = bpf_lsm_unavailable_reason()
+        if reason is not None:
+            if os.environ.get(REQUIRE_BPF_LSM_ENV) == "1":
+                pytest.fail(f"{reason} ({REQUIRE_BPF_LSM_ENV}=1 forbids skipping)", pytrace=False)
+            pytest.skip(f"bypass guard unavailable: {reason}")
 
 
 @pytest.fixture

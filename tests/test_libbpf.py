@@ -449,3 +449,14 @@ def test_autoload_and_object_lifetime(bpf_compile: Callable[..., bytes]) -> None
         stats.lookup(_zero_key())
     with pytest.raises(libbpf.LibbpfError):
         obj.programs()
+
+
+@pytest.mark.kernel
+def test_lsm_probe_and_attach_errors_are_readable(classifier: libbpf.BpfObject) -> None:
+    with pytest.raises(libbpf.LibbpfError) as info:
+        libbpf.probe_lsm_hook("no_such_hook")  # no bpf_lsm_no_such_hook in the kernel's BTF
+    assert "find LSM hook no_such_hook" in str(info.value)
+    with pytest.raises(libbpf.LibbpfError) as info:
+        libbpf.attach_lsm(classifier.program("classify").fd)  # a TC program has no LSM hook
+    assert "attach BPF LSM program" in str(info.value)
+    assert classifier.program("classify").autoload and not classifier.program("bump_ctx").fd < 0

@@ -24,7 +24,7 @@ from sealnet.contracts.libbpf import Map, get_pinned
 from sealnet.runtime import node, nonce_ledger, seal_wire
 from sealnet.runtime.netns import run_in_netns
 from sealing import key_file_text, pair_key
-from testbed import Capture, inject, received, send_udp, udp_frames_to
+from testbed import Capture, bpf_lsm_unavailable_reason, inject, received, send_udp, udp_frames_to
 
 POLICY = '''policy "safety" version {version}
 domain a {{ tee tdx; nodes 198.18.0.1/32 }}
@@ -35,6 +35,7 @@ rule ba: seal from b to a
 '''
 IP_A, IP_B = "198.18.0.1", "198.18.0.2"
 SEALED_PORT = 7000
+GUARDED = bpf_lsm_unavailable_reason() is None  # sealing loads attach the bypass guard (load:guard)
 SEALNET = [sys.executable, "-m", "sealnet.runtime.cli"]
 
 
@@ -115,9 +116,11 @@ def headers(frames: list[bytes]) -> list[seal_wire.SealHeader]:
     return out
 
 
-def send_sealed(ns_a: str, ns_b: str, if_b: str, count: int, tag: bytes = b"x") -> list[bytes]:
-    """a -> b on the sealed port; returns the sealed frames captured on b's side."""
-    capture = Capture(ns_b, if_b)
+def send_sealed(ns_a: str, ns_b: str, if_b: str, count: int, tag: bytes = b"x",
+                tap: tuple[str, str] | None = None) -> list[bytes]:
+    """a -> b on the sealed port; returns the sealed frames captured on b's side (or on `tap`,
+    (namespace, interface): where an on-path attacker records them)."""
+    capture = Capture(*(tap or (ns_b, if_b)))
     payloads = [tag + b"%04d" % i for i in range(count)]
     got = received(ns_b, IP_B, SEALED_PORT, lambda: run_in_netns(ns_a, send_udp, IP_B, SEALED_PORT, payloads), count)
     frames = udp_frames_to(capture.stop(), SEALED_PORT)
@@ -212,34 +215,40 @@ def test_a_reboot_that_lost_the_ledger_still_starts_after_the_old_generations(tm
 
 @pytest.mark.kernel
 def test_finding_4_replays_are_dropped_after_the_receiver_reloads(topology, lab) -> None:
-    ns_a, ns_b, veth = topology.pair("198.18.0.0/30")
-    for iface, ns in ((veth.a, ns_a), (veth.b, ns_b)):
+    # The attacker is on the path (namespace w, bridging a and b): it records the sealed frames
+    # there and sends them again towards b. (Not from a: a sealing node refuses the qdisc bypass.)
+    p = topology.on_path("198.18.0.0/30")
+    for iface, ns in ((p.if_a, p.ns_a), (p.if_b, p.ns_b)):
         assert sealnet(lab, *load_args(lab, iface, ns)).returncode == 0
+
+    def replay(frames: list[bytes]) -> list[bytes]:
+        return received(p.ns_b, IP_B, SEALED_PORT, lambda: run_in_netns(p.ns_w, inject, p.w_to_b, frames), 5)
+
     try:
-        frames = send_sealed(ns_a, ns_b, veth.b, 5)
-        assert sealnet(lab, *load_args(lab, veth.b, ns_b)).returncode == 0  # the receiver reloads
-        before = verdicts(veth.b, ns_b, "ingress")
-        got = received(ns_b, IP_B, SEALED_PORT, lambda: run_in_netns(ns_a, inject, veth.a, frames), 5)
-        assert got == []
-        after = verdicts(veth.b, ns_b, "ingress")
+        frames = send_sealed(p.ns_a, p.ns_b, p.if_b, 5, tap=(p.ns_w, p.w_to_a))
+        assert len(frames) == 5
+        assert sealnet(lab, *load_args(lab, p.if_b, p.ns_b)).returncode == 0  # the receiver reloads
+        before = verdicts(p.if_b, p.ns_b, "ingress")
+        assert replay(frames) == []
+        after = verdicts(p.if_b, p.ns_b, "ingress")
         assert after["seal_replay_drop"] - before["seal_replay_drop"] == 5
-        send_sealed(ns_a, ns_b, veth.b, 3)  # fresh traffic still flows
+        send_sealed(p.ns_a, p.ns_b, p.if_b, 3)  # fresh traffic still flows
         # Unloaded, then loaded again (or rebooted): the windows come back from /var/lib/sealnet.
-        assert sealnet(lab, "node", "unload", "--iface", veth.b, "--netns", ns_b, "--open-sealed-flows").returncode == 0
-        assert sealnet(lab, *load_args(lab, veth.b, ns_b)).returncode == 0
-        got = received(ns_b, IP_B, SEALED_PORT, lambda: run_in_netns(ns_a, inject, veth.a, frames), 5)
-        assert got == [] and verdicts(veth.b, ns_b, "ingress")["seal_replay_drop"] == 5
-        send_sealed(ns_a, ns_b, veth.b, 3)
+        assert sealnet(lab, "node", "unload", "--iface", p.if_b, "--netns", p.ns_b,
+                       "--open-sealed-flows").returncode == 0
+        assert sealnet(lab, *load_args(lab, p.if_b, p.ns_b)).returncode == 0
+        assert replay(frames) == [] and verdicts(p.if_b, p.ns_b, "ingress")["seal_replay_drop"] == 5
+        send_sealed(p.ns_a, p.ns_b, p.if_b, 3)
     finally:
-        for iface, ns in ((veth.a, ns_a), (veth.b, ns_b)):
+        for iface, ns in ((p.if_a, p.ns_a), (p.if_b, p.ns_b)):
             node.unload(iface, ns, open_sealed_flows=True)
 
 
 # ------------------------------------------------------------------ finding 5: kill -9 at every step
 
 
-LOAD_STEPS = ("load:pinned", "load:journalled", "load:interface", "load:sealnet_ingress", "load:sealnet_egress",
-              "load:attached")
+LOAD_STEPS = ("load:pinned", "load:journalled", "load:interface", *(("load:guard",) if GUARDED else ()),
+              "load:sealnet_ingress", "load:sealnet_egress", "load:attached")
 
 
 @pytest.mark.kernel

@@ -10,6 +10,7 @@ deletes the namespaces, and every test unloads what it loaded.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -30,7 +31,7 @@ from sealnet.contracts.libbpf import Map, get_pinned
 from sealnet.contracts.manifest import CIPHER_SUITES, DEFAULT_CIPHER_SUITE
 from sealnet.runtime.netns import popen, run, run_in_netns
 from sealing import fresh_sender, key_file_text, pair_key
-from testbed import Capture, echo, inject, udp_packets_to, udp_socket
+from testbed import Capture, OnPath, echo, inject, udp_packets_to, udp_socket
 
 pytestmark = pytest.mark.kernel
 
@@ -67,6 +68,7 @@ class Nodes:
     if_a: str
     if_b: str
     pair_key: bytes
+    path: OnPath | None = None  # with on_path=True: the attacker's namespace between a and b
 
     def verdicts(self, side: str, direction: str) -> dict[str, int]:
         iface, ns = (self.if_a, self.ns_a) if side == "a" else (self.if_b, self.ns_b)
@@ -94,17 +96,23 @@ def _load(iface: str, ns: str, key: bytes | None, tmp: str, cipher: str) -> None
 
 @contextmanager
 def nodes(topology, tmp: str, *, keys_a: bool = True, keys_b: bool = True, load_a: bool = True,
-          cipher: str = DEFAULT_CIPHER_SUITE) -> Iterator[Nodes]:
-    ns_a, ns_b, veth = topology.pair("198.18.0.0/30")
+          cipher: str = DEFAULT_CIPHER_SUITE, on_path: bool = False) -> Iterator[Nodes]:
+    """Nodes a and b on one veth, or (on_path) through an attacker's namespace between them."""
+    path = topology.on_path("198.18.0.0/30") if on_path else None
+    if path is None:
+        ns_a, ns_b, veth = topology.pair("198.18.0.0/30")
+        if_a, if_b = veth.a, veth.b
+    else:
+        ns_a, ns_b, if_a, if_b = path.ns_a, path.ns_b, path.if_a, path.if_b
     key = pair_key()
     loaded: list[tuple[str, str]] = []
     try:
         if load_a:
-            _load(veth.a, ns_a, key if keys_a else None, tmp, cipher)
-            loaded.append((veth.a, ns_a))
-        _load(veth.b, ns_b, key if keys_b else None, tmp, cipher)
-        loaded.append((veth.b, ns_b))
-        yield Nodes(ns_a, ns_b, veth.a, veth.b, key)
+            _load(if_a, ns_a, key if keys_a else None, tmp, cipher)
+            loaded.append((if_a, ns_a))
+        _load(if_b, ns_b, key if keys_b else None, tmp, cipher)
+        loaded.append((if_b, ns_b))
+        yield Nodes(ns_a, ns_b, if_a, if_b, key, path)
     finally:
         for iface, ns in loaded:
             node.unload(iface, ns, open_sealed_flows=True)
@@ -276,11 +284,12 @@ def test_plaintext_where_seal_is_required_and_replays_are_dropped(topology, stat
         assert len(udp_packets_to(frames, 7000)) == 3  # they did cross the wire, in plaintext
         assert n.verdicts("b", "ingress")["seal_plaintext_drop"] >= 3
 
-    # Replay: sealed frames captured on the wire and sent again are dropped.
-    with nodes(topology, str(state_dir)) as n:
+    # Replay: sealed frames an on-path attacker records and sends again are dropped at b's ingress.
+    with nodes(topology, str(state_dir), on_path=True) as n:
+        assert n.path is not None
         server = run_in_netns(n.ns_b, udp_socket, IP_B, 7000)
         client = run_in_netns(n.ns_a, udp_socket, IP_A, 0)
-        capture = Capture(n.ns_b, n.if_b)
+        capture = Capture(n.path.ns_w, n.path.w_to_a)
         try:
             for i in range(5):
                 client.sendto(b"%d" % i + _payload(50), (IP_B, 7000))
@@ -288,7 +297,7 @@ def test_plaintext_where_seal_is_required_and_replays_are_dropped(topology, stat
             frames = [f for f in capture.stop() if f[14:] in udp_packets_to([f], 7000)]
             assert len(frames) == 5
             before = n.verdicts("b", "ingress")
-            run_in_netns(n.ns_a, inject, n.if_a, frames)
+            run_in_netns(n.path.ns_w, inject, n.path.w_to_b, frames)
             server.settimeout(0.5)
             with pytest.raises(socket.timeout):
                 server.recvfrom(2048)
@@ -300,6 +309,42 @@ def test_plaintext_where_seal_is_required_and_replays_are_dropped(topology, stat
         assert after["seal_sent"] == before["seal_sent"]
 
 
+
+
+def test_a_packet_socket_without_qdisc_bypass_goes_through_tc_egress_and_is_sealed(topology, state_dir) -> None:
+    """What the bypass guard leaves a packet socket on a sealing node: frames through the qdisc, so
+    through TC egress. A plaintext frame of a sealed flow is sealed (counted) or dropped, never sent as is."""
+    from packets import udp
+
+    with nodes(topology, str(state_dir), on_path=True) as n:
+        assert n.path is not None
+        frame = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00" + udp(IP_A, IP_B, MARKER * 4, dport=7000)
+        server = run_in_netns(n.ns_b, udp_socket, IP_B, 7000)
+        capture = Capture(n.path.ns_w, n.path.w_to_a)
+        before = n.verdicts("a", "egress")
+        try:
+            run_in_netns(n.ns_a, inject, n.if_a, [frame] * 3, qdisc_bypass=False)
+            assert server.recvfrom(2048)[0] == MARKER * 4  # sealed by a's egress, opened by b's ingress
+        finally:
+            frames = capture.stop()
+            server.close()
+        after = n.verdicts("a", "egress")
+        assert after["seal_sent"] - before["seal_sent"] == 3
+        assert udp_packets_to(frames, 7000) and not any(MARKER[:8] in f for f in frames), "plaintext on the wire"
+    # Without keys, the same frames are dropped by a's egress and counted there.
+    with nodes(topology, str(state_dir), keys_a=False, on_path=True) as n:
+        assert n.path is not None
+        capture = Capture(n.path.ns_w, n.path.w_to_a)
+        before = n.verdicts("a", "egress")
+        try:
+            for _ in range(3):
+                with pytest.raises(OSError) as dropped:
+                    run_in_netns(n.ns_a, inject, n.if_a, [frame], qdisc_bypass=False)
+                assert dropped.value.errno == errno.ENOBUFS  # TC egress said TC_ACT_SHOT: NET_XMIT_DROP
+        finally:
+            frames = capture.stop()
+        assert n.verdicts("a", "egress")["seal_no_key_drop"] - before["seal_no_key_drop"] == 3
+        assert not udp_packets_to(frames, 7000)
 
 
 def test_sealnet_cli_loads_with_keys_rotates_and_refuses_bad_key_files(topology, state_dir, tmp_path, capsys) -> None:

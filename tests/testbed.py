@@ -6,6 +6,7 @@ builds test topologies); the primitives it uses live in sealnet.runtime.netns.
 from __future__ import annotations
 
 import ipaddress
+import os
 import secrets
 import socket
 import threading
@@ -15,12 +16,28 @@ from types import TracebackType
 from typing import Callable
 
 from sealnet.runtime.netns import (add_address, add_veth, create_netns, delete_link, delete_netns, ifindex,
-                                   run_in_netns, set_mtu, set_up)
+                                   iproute, run_in_netns, set_mtu, set_up)
 
 # <linux/socket.h> and <linux/if_packet.h>; Python's socket module names neither.
 SOL_PACKET = 263
 PACKET_QDISC_BYPASS = 20
 ETH_P_ALL = 0x0003
+AF_XDP = 44
+
+
+_bpf_lsm_reason: list[str | None] = []
+
+
+def bpf_lsm_unavailable_reason() -> str | None:
+    """None when this host runs the bypass guard (runtime/node_guard.py); probed once."""
+    if not _bpf_lsm_reason:
+        if os.geteuid() != 0:
+            _bpf_lsm_reason.append("the bypass guard needs root")
+        else:
+            from sealnet.runtime import node_guard
+
+            _bpf_lsm_reason.append(node_guard.unavailable_reason())
+    return _bpf_lsm_reason[0]
 
 
 def udp_socket(ip: str, port: int, timeout: float = 2.0) -> socket.socket:
@@ -82,13 +99,32 @@ def tap(iface: str, timeout: float = 2.0, *, rcvbuf: int | None = None) -> socke
     return s
 
 
-def inject(iface: str, frames: list[bytes]) -> None:
-    """Send raw frames out of `iface`, past the qdisc and so past its TC egress program."""
+def inject(iface: str, frames: list[bytes], *, qdisc_bypass: bool = True) -> None:
+    """Send raw frames out of `iface`: past the qdisc and so past its TC egress program, or
+    (qdisc_bypass=False) through both, as any packet socket without the option does. In a
+    namespace with a sealing data plane the bypass is refused (PermissionError)."""
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
-        s.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+        if qdisc_bypass:
+            s.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
         s.bind((iface, 0))
         for f in frames:
             s.send(f)
+
+
+def qdisc_bypass_socket() -> socket.socket:
+    """A packet socket with PACKET_QDISC_BYPASS set (PermissionError where the bypass guard refuses)."""
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    try:
+        s.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def xdp_socket() -> socket.socket:
+    """An AF_XDP socket, unbound (PermissionError where the bypass guard refuses)."""
+    return socket.socket(AF_XDP, socket.SOCK_RAW, 0)
 
 
 class Capture:
@@ -152,6 +188,20 @@ class Veth:
         return ifindex(self.b, self.ns_b)
 
 
+@dataclass(frozen=True)
+class OnPath:
+    """a -- w -- b: two hosts in one subnet, and between them an on-path attacker's namespace
+    `ns_w` whose bridge joins its two veth ends; `w_to_a` and `w_to_b` are those ends."""
+
+    ns_a: str
+    ns_w: str
+    ns_b: str
+    if_a: str
+    if_b: str
+    w_to_a: str
+    w_to_b: str
+
+
 @dataclass
 class Topology:
     """Namespaces and veths for one test; everything is deleted on exit.
@@ -212,6 +262,22 @@ class Topology:
             ns_a, ns_b, f"{hosts[0]}/{net.prefixlen}", f"{hosts[1]}/{net.prefixlen}", mtu=mtu
         )
         return ns_a, ns_b, veth
+
+    def on_path(self, subnet: str = "198.18.0.0/30", *, mtu: int | None = None) -> OnPath:
+        """Hosts .1 (a) and .2 (b) of ``subnet``, joined through a bridge in a third namespace
+        (w): what crosses the wire between them crosses w, where an attacker captures and injects."""
+        net = ipaddress.ip_network(subnet)
+        ns_a, ns_w, ns_b = self.netns("a"), self.netns("w"), self.netns("b")
+        to_a = self.veth(ns_a, ns_w, f"{net[1]}/{net.prefixlen}", None, mtu=mtu)
+        to_b = self.veth(ns_b, ns_w, f"{net[2]}/{net.prefixlen}", None, mtu=mtu)
+        bridge = f"sn{self.id}br{self._next()}"
+        with iproute(ns_w) as ipr:
+            ipr.link("add", ifname=bridge, kind="bridge")
+            (br,) = ipr.link_lookup(ifname=bridge)
+            for port in (to_a.b, to_b.b):
+                ipr.link("set", index=ipr.link_lookup(ifname=port)[0], master=br)
+            ipr.link("set", index=br, state="up")
+        return OnPath(ns_a, ns_w, ns_b, to_a.a, to_b.a, to_a.b, to_b.b)
 
     def close(self) -> None:
         """Delete everything created; keeps going past individual failures and

@@ -29,6 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--allow-loose-key-permissions", action="store_true",
                        help="accept a key file that group or others can read (not recommended)")
 
+    def qdisc_bypass(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--allow-qdisc-bypass", action="store_true",
+                       help="load a sealing policy even where BPF LSM cannot refuse PACKET_QDISC_BYPASS and "
+                            "AF_XDP sockets in the namespace: those could send sealed flows in plaintext")
+
     load = verbs.add_parser("load", help="verify a bundle and attach its programs to an interface")
     load.add_argument("bundle", metavar="BUNDLE")
     where(load)
@@ -38,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     load.add_argument("--force", action="store_true",
                       help="load a policy version older than one this node has run, or an older key epoch")
     key_permissions(load)
+    qdisc_bypass(load)
     load.add_argument("--format", choices=("text", "json"), default="text")
     load.set_defaults(func=run_load)
 
@@ -73,6 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
                      help="how long the previous key epoch stays accepted after a rotation")
     key_permissions(run)
+    qdisc_bypass(run)
     run.set_defaults(func=run_service)
 
     metrics = verbs.add_parser("metrics", help="serve the counters for Prometheus, labelled by rule, verdict, reason")
@@ -110,11 +117,12 @@ def _read_keys(path: str, allow_loose: bool) -> KeyFile:
 
 
 def load_verified(verified: Any, signer: str, *, iface: str, netns: str | None, keys: KeyFile | None,
-                  keys_path: str, force: bool) -> Any:
+                  keys_path: str, force: bool, allow_qdisc_bypass: bool = False) -> Any:
     from sealnet.runtime import node_agent
 
     return _one_line(f"{iface}: not loaded: ", lambda: node_agent.load_verified(
-        verified, signer, iface=iface, netns=netns, keys=keys, keys_path=keys_path, force=force))
+        verified, signer, iface=iface, netns=netns, keys=keys, keys_path=keys_path, force=force,
+        allow_qdisc_bypass=allow_qdisc_bypass))
 
 
 def run_load(args: argparse.Namespace) -> int:
@@ -123,7 +131,8 @@ def run_load(args: argparse.Namespace) -> int:
     verified, signer = verified_bundle(args.bundle, args.trust)
     keys = _read_keys(args.keys, args.allow_loose_key_permissions) if args.keys else None
     state = load_verified(verified, signer, iface=args.iface, netns=args.netns, keys=keys,
-                          keys_path=args.keys or "<keys>", force=args.force)
+                          keys_path=args.keys or "<keys>", force=args.force,
+                          allow_qdisc_bypass=args.allow_qdisc_bypass)
     if args.format == "json":
         print(json.dumps(state.to_json(), indent=2))
     else:
@@ -131,6 +140,8 @@ def run_load(args: argparse.Namespace) -> int:
         print(f"measurement {state.measurement}")
         for name, tag in state.program_tags.items():
             print(f"{name}: id {state.program_ids[name]}, tag {tag}")
+        if state.qdisc_bypass_guard == "accepted-risk":
+            print("warning: qdisc bypass NOT refused here (--allow-qdisc-bypass): see `sealnet node status`")
     return 0
 
 
@@ -155,16 +166,26 @@ def run_unload(args: argparse.Namespace) -> int:
 
 
 def status_document(iface: str, netns: str | None) -> dict[str, Any]:
-    from sealnet.runtime import node, node_counters
+    from sealnet.runtime import node, node_counters, node_guard
 
     state = node.read_state(iface, netns)
     if state is None:
         raise UserError(f"nothing is loaded on {iface}")
     out = state.to_json()
     out["attached"] = node.attached_program_ids(iface, netns)
-    out["enforcing"] = out["attached"] == state.program_ids and state.phase == "running"
+    out["guard_attached"] = state.qdisc_bypass_guard == node_guard.LSM and node_guard.attached(state.pin_dir)
+    out["enforcing"] = out["attached"] == state.program_ids and state.phase == "running" and \
+        out["guard_attached"] == (state.qdisc_bypass_guard == node_guard.LSM)
     out["counters"] = node_counters.snapshot(state)
     return out
+
+
+_GUARD_TEXT = {  # runtime/node_guard.py's values
+    "lsm": "refused in this namespace (BPF LSM)",
+    "accepted-risk": "NOT refused: --allow-qdisc-bypass on a kernel without BPF LSM; sealed flows can leave in "
+                     "plaintext from a packet or AF_XDP socket here",
+    "none": "not guarded (the policy seals nothing)",
+}
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -178,6 +199,8 @@ def run_status(args: argparse.Namespace) -> int:
     print(f"attached {out['attached']}" + ("" if out["enforcing"] else " (not what the state says: reload)"))
     print(f"sealing: {'yes' if out['sealing'] else 'no'}" + (f", sender {out['sender']}" if out["sender"] else "")
           + (f", epochs {out['epochs']}" if out["epochs"] else ""))
+    print(f"qdisc bypass: {_GUARD_TEXT.get(out['qdisc_bypass_guard'], out['qdisc_bypass_guard'] or 'not recorded')}"
+          + ("" if out["guard_attached"] or out["qdisc_bypass_guard"] != "lsm" else " (links missing: reload)"))
     for direction, verdicts in out["counters"]["verdict_hits"].items():
         nonzero = ", ".join(f"{v} {n}" for v, n in verdicts.items() if n)
         print(f"{direction}: {nonzero or 'no packets'}")
@@ -198,6 +221,7 @@ def run_service(args: argparse.Namespace) -> int:
         iface=args.iface, netns=args.netns, bundle=args.bundle, trust=args.trust, keys=args.keys,
         control=args.control, metrics=args.metrics, grace=args.grace,
         allow_loose_key_permissions=args.allow_loose_key_permissions, sim_platform=args.sim_platform,
+        allow_qdisc_bypass=args.allow_qdisc_bypass,
         sim_launch=args.sim_launch, allow_sim=tuple(args.allow_sim)))))
 
 
