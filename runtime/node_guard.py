@@ -19,6 +19,7 @@ cookie in the object's guard_netns map. This module is the loader's side:
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import socket
 import struct
@@ -29,6 +30,7 @@ from sealnet.runtime.netns import entered
 
 SECURITYFS = "/sys/kernel/security"
 LSM_LIST = os.path.join(SECURITYFS, "lsm")  # the active LSMs, in call order
+PROBE_HOOK = "socket_setsockopt"  # one hook answers for all: the kernel runs BPF LSM programs or not
 SO_NETNS_COOKIE = 71  # <asm-generic/socket.h>, Linux >= 5.14; Python's socket module lacks it
 LINK_SUFFIX = ".link"  # <pin_dir>/<program>.link: the program's attachment
 
@@ -55,11 +57,18 @@ def unavailable_reason() -> str | None:
         return f"cannot read the active LSMs ({LSM_LIST})"
     if "bpf" not in active:
         return f"BPF LSM is not active (boot with lsm=...,bpf; {LSM_LIST}: {','.join(active)})"
-    for hook in sorted({section.split("/", 1)[1] for section in abi.GUARD_PROGRAMS.values()}):  # "lsm/<hook>"
-        try:
-            probe_lsm_hook(hook)
-        except LibbpfError as exc:
-            return f"this kernel refuses BPF LSM programs ({exc})"
+    return kernel_refusal()
+
+
+@functools.lru_cache(maxsize=1)
+def kernel_refusal() -> str | None:
+    """Does the kernel load and attach a BPF LSM program? Asked once per process (neither the
+    answer nor the LSM list changes before a reboot); a hook of the guard the probe did not try
+    and the kernel lacks fails the load itself, closed."""
+    try:
+        probe_lsm_hook(PROBE_HOOK)
+    except LibbpfError as exc:
+        return f"this kernel refuses BPF LSM programs ({exc})"
     return None
 
 
