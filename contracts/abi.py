@@ -113,6 +113,9 @@ class SealReplay(IntEnum):
 
     REPLAY_WORDS = 16  # 64-bit words of a stream's bitmap
     REPLAY_WINDOW = 960  # (REPLAY_WORDS - 1) * 64: sequences below the top still accepted
+    REPLAY_WAYS = 4  # streams per set of the stream table
+    REPLAY_SETS = 4096  # sets of the stream table (a power of two): 16384 streams
+    REPLAY_FLOOR_CELLS = 1 << 17  # at most this many 8-byte floor cells (1 MiB): seal_replay_floor_groups()
 
 
 # Each enum's C name and the prefix of its constants (for the BTF check); V_COUNT is len(Verdict).
@@ -140,6 +143,8 @@ PROGRAMS: dict[Direction, str] = {Direction.EGRESS: "sealnet_egress", Direction.
 EGRESS_PROGRAM = PROGRAMS[Direction.EGRESS]
 INGRESS_PROGRAM = PROGRAMS[Direction.INGRESS]
 INSTALL_KEY_PROGRAM = "seal_install_key"  # SEC("syscall"), run by the node agent
+FORGET_STREAMS_PROGRAM = "seal_replay_forget"  # SEC("syscall"): a released epoch's windows leave the table
+SEAL_SYSCALL_PROGRAMS = (INSTALL_KEY_PROGRAM, FORGET_STREAMS_PROGRAM)  # in every data plane that seals
 # The bypass guard (seal_guard.h): BPF LSM programs of a sealing data plane, each refusing one way
 # to transmit past TC egress in the guarded namespace; name -> its section (the LSM hook). Written
 # SEC("?lsm/...") in the C: libbpf loads them only when asked (the node loader asks when it guards;
@@ -162,9 +167,12 @@ SEAL_TX_MAP = "seal_tx"  # struct seal_tx at seal_pair()
 SEAL_CONFIG_MAP = "seal_config"  # struct seal_config at key 0
 SEAL_SEQ_MAP = "seal_seq"
 SEAL_SCRATCH_MAP = "seal_scratch"
-SEAL_REPLAY_MAP = "seal_replay"
+SEAL_REPLAY_MAP = "seal_replay"  # struct seal_set at seal_replay_set()
+SEAL_REPLAY_SALT_MAP = "seal_replay_salt"  # struct seal_replay_salt at key 0: the set hash's key
+SEAL_REPLAY_FLOOR_MAP = "seal_replay_floor"  # u64 per key slot at set % seal_replay_floor_groups(): evicted tops
+SEAL_REPLAY_MAPS = (SEAL_REPLAY_MAP, SEAL_REPLAY_FLOOR_MAP, SEAL_REPLAY_SALT_MAP)  # one table: carried together
 SEAL_INSTALL_MAPS = (SEAL_KEYS_MAP, SEAL_TX_MAP, SEAL_CONFIG_MAP, SEAL_SEQ_MAP)  # what key installation writes
-SEAL_MAPS = SEAL_INSTALL_MAPS + (SEAL_SCRATCH_MAP, SEAL_REPLAY_MAP)
+SEAL_MAPS = SEAL_INSTALL_MAPS + (SEAL_SCRATCH_MAP,) + SEAL_REPLAY_MAPS
 GUARD_MAPS = (GUARD_NETNS_MAP,)  # in every data plane built with the sealing path
 DATAPATH_MAPS = (RULE_HITS_MAP, VERDICT_HITS_MAP, RULE_VERDICT_HITS_MAP, LAST_DECISION_MAP)
 
@@ -181,6 +189,9 @@ SEAL_SEQ_COUNT_BITS = int(SealKeySlots.SEQ_COUNT_BITS)
 SEAL_SEQ_COUNT_END = (1 << SEAL_SEQ_COUNT_BITS) - (1 << int(SealKeySlots.SEQ_MARGIN_BITS))  # SEAL_SEQ_COUNT_END
 SEAL_REPLAY_WORDS = int(SealReplay.REPLAY_WORDS)
 SEAL_REPLAY_WINDOW = int(SealReplay.REPLAY_WINDOW)
+SEAL_REPLAY_WAYS = int(SealReplay.REPLAY_WAYS)
+SEAL_REPLAY_SETS = int(SealReplay.REPLAY_SETS)
+SEAL_REPLAY_FLOOR_CELLS = int(SealReplay.REPLAY_FLOOR_CELLS)
 SEAL_NONCE = slice(int(SealFormat.NONCE_OFF), int(SealFormat.NONCE_OFF + SealFormat.NONCE_LEN))  # of the header
 
 # The kernel AES implementation compiled into an aes-ccm data plane (SEAL_AES_DRIVER); the
@@ -245,6 +256,57 @@ def seal_key_slot(pair: int, epoch: int) -> int:
 def seal_key_slot_count(n_domains: int) -> int:
     """max_entries of seal_keys."""
     return seal_pair_count(n_domains) * SEAL_EPOCH_SLOTS
+
+
+# The stream table (seal_replay.h): a stream lives in one set, found by a keyed hash.
+
+_U64 = (1 << 64) - 1
+
+
+def seal_stream_word(sender: int, pair: int, epoch: int, cpu: int) -> int:
+    """seal_stream_word(): a stream as one 64-bit word, what a way's `stream` holds (0: free)."""
+    return sender | pair << 32 | (epoch & SEAL_EPOCH_MASK) << 48 | cpu << 56
+
+
+def seal_stream_of(word: int) -> tuple[int, int, int, int]:
+    """(sender, pair, epoch, cpu) of a stream word."""
+    return word & 0xFFFFFFFF, (word >> 32) & 0xFFFF, (word >> 48) & 0xFF, word >> 56
+
+
+def _rotl(x: int, b: int) -> int:
+    return ((x << b) | (x >> (64 - b))) & _U64
+
+
+def siphash_word(k0: int, k1: int, message: int, c_rounds: int = 1, d_rounds: int = 3) -> int:
+    """SipHash-c-d of one 8-byte little-endian word (seal_replay.h uses 1-3)."""
+    v = [k0 ^ 0x736F6D6570736575, k1 ^ 0x646F72616E646F6D, k0 ^ 0x6C7967656E657261, k1 ^ 0x7465646279746573]
+
+    def rounds(n: int) -> None:
+        for _ in range(n):
+            v[0] = (v[0] + v[1]) & _U64; v[1] = _rotl(v[1], 13) ^ v[0]; v[0] = _rotl(v[0], 32)  # noqa: E702
+            v[2] = (v[2] + v[3]) & _U64; v[3] = _rotl(v[3], 16) ^ v[2]  # noqa: E702
+            v[0] = (v[0] + v[3]) & _U64; v[3] = _rotl(v[3], 21) ^ v[0]  # noqa: E702
+            v[2] = (v[2] + v[1]) & _U64; v[1] = _rotl(v[1], 17) ^ v[2]; v[2] = _rotl(v[2], 32)  # noqa: E702
+
+    for block in (message, 8 << 56):  # the word, then the final block with the length
+        v[3] ^= block
+        rounds(c_rounds)
+        v[0] ^= block
+    v[2] ^= 0xFF
+    rounds(d_rounds)
+    return v[0] ^ v[1] ^ v[2] ^ v[3]
+
+
+def seal_replay_set(stream: int, k0: int, k1: int) -> int:
+    """seal_replay key of a stream word under the table's salt: seal_replay_set_of()."""
+    return siphash_word(k0, k1, stream) & (SEAL_REPLAY_SETS - 1)
+
+
+def seal_replay_floor_groups(n_domains: int) -> int:
+    """SEAL_REPLAY_FLOOR_GROUPS, max_entries of seal_replay_floor (set s's floors are at key
+    s % groups, a u64 per key slot): as many groups as fit in SEAL_REPLAY_FLOOR_CELLS cells, one
+    per set when the policy has few pairs."""
+    return max(1, min(SEAL_REPLAY_SETS, SEAL_REPLAY_FLOOR_CELLS // seal_key_slot_count(n_domains)))
 
 
 # --------------------------------------------------------------------- struct layouts
@@ -364,17 +426,29 @@ SEAL_HDR = Layout("seal_hdr", SEAL_HDR_LEN, (
     Field("sender", 3, ">I"), Field("cpu", 7, "B"), Field("seq", 8, ">Q"),
 ))
 
-SEAL_STREAM = Layout("seal_stream", 8, (  # seal_replay's key (seal_replay.h)
-    Field("sender", 0, "=I"), Field("pair", 4, "=H"), Field("epoch", 6, "B"), Field("cpu", 7, "B"),
+SEAL_WAY = Layout("seal_way", 24 + 8 * SEAL_REPLAY_WORDS, (  # one stream's window in a set (seal_replay.h)
+    Field("stream", 0, "=Q"),  # seal_stream_word(); 0: free
+    Field("used", 8, "=Q"),  # bpf_ktime_get_ns() of the last packet accepted: the least recently used is evicted
+    Field("top", 16, "=Q"),
+    Field("ring", 24, f"{8 * SEAL_REPLAY_WORDS}s"),  # bit s % (64 * words) set: sequence s seen
 ))
 
-SEAL_WINDOW = Layout("seal_window", 16 + 8 * SEAL_REPLAY_WORDS, (  # seal_replay's value (seal_replay.h)
-    Field("lock", 0, f"{KERNEL_ONLY}4"), Field("reserved", 4, "=I"), Field("top", 8, "=Q"),
-    Field("ring", 16, f"{8 * SEAL_REPLAY_WORDS}s"),  # bit s % (64 * words) set: sequence s seen
+SEAL_SET = Layout("seal_set", 8 + SEAL_WAY.size * SEAL_REPLAY_WAYS, (  # seal_replay's value
+    Field("lock", 0, f"{KERNEL_ONLY}4"), Field("reserved", 4, "=I"),
+    Field("way", 8, f"{SEAL_WAY.size * SEAL_REPLAY_WAYS}s"),  # SEAL_REPLAY_WAYS struct seal_way
 ))
 
-LAYOUTS: tuple[Layout, ...] = (LAST_DECISION, SEAL_KEY_ARGS, SEAL_KEY, SEAL_TX, SEAL_CONFIG, SEAL_HDR, SEAL_STREAM,
-                               SEAL_WINDOW)
+SEAL_REPLAY_SALT = Layout("seal_replay_salt", 16, (Field("k0", 0, "=Q"), Field("k1", 8, "=Q")))
+
+# struct seal_forget_args (seal_replay_forget.h): the context of seal_replay_forget.
+SEAL_FORGET_ARGS = Layout("seal_forget_args", 16, (
+    Field("pair", 0, "=I"), Field("epoch", 4, "=I"),
+    Field("removed", 8, "=I"),  # out: streams removed
+    Field("err", 12, "=i"),  # out: 0 or a negative errno
+))
+
+LAYOUTS: tuple[Layout, ...] = (LAST_DECISION, SEAL_KEY_ARGS, SEAL_KEY, SEAL_TX, SEAL_CONFIG, SEAL_HDR,
+                               SEAL_WAY, SEAL_SET, SEAL_REPLAY_SALT, SEAL_FORGET_ARGS)
 
 
 def counters_by_verdict(values: Mapping[int, int] | list[int]) -> dict[str, dict[str, int]]:

@@ -18,7 +18,8 @@ from sealnet.contracts.libbpf import BpfObject
 
 # Enums and layouts that exist only in a data plane built with the sealing path.
 SEAL_ONLY_ENUMS = (abi.SealSuite, abi.SealFormat, abi.SealKeySlots, abi.SealReplay)
-SEAL_ONLY_LAYOUTS = ("seal_key_args", "seal_key", "seal_tx", "seal_config", "seal_hdr", "seal_stream", "seal_window")
+SEAL_ONLY_LAYOUTS = ("seal_key_args", "seal_key", "seal_tx", "seal_config", "seal_hdr", "seal_way", "seal_set",
+                     "seal_replay_salt", "seal_forget_args")
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,9 @@ def _map_drift(object_bytes: bytes, btf: Btf, sealing: bool, n_rules: int, n_dom
             (abi.SEAL_TX_MAP, abi.seal_pair_count(n_domains), layouts.get("seal_tx")),
             (abi.SEAL_CONFIG_MAP, 1, layouts.get("seal_config")),
             (abi.SEAL_SCRATCH_MAP, len(abi.Direction), None),
+            (abi.SEAL_REPLAY_MAP, abi.SEAL_REPLAY_SETS, layouts.get("seal_set")),
+            (abi.SEAL_REPLAY_FLOOR_MAP, abi.seal_replay_floor_groups(n_domains), None),
+            (abi.SEAL_REPLAY_SALT_MAP, 1, layouts.get("seal_replay_salt")),
             (abi.GUARD_NETNS_MAP, 1, None),
         ]
     with BpfObject.open_memory(object_bytes, "sealnet_abi") as obj:
@@ -108,6 +112,9 @@ def _map_drift(object_bytes: bytes, btf: Btf, sealing: bool, n_rules: int, n_dom
                 continue  # reported above
             if m.max_entries != entries:
                 out.append(f"map {name}: {m.max_entries} entries in the C, {entries} by abi.py's slot formula")
+            if name == abi.SEAL_REPLAY_FLOOR_MAP and m.value_size != 8 * abi.seal_key_slot_count(n_domains):
+                out.append(f"map {name}: {m.value_size}-byte values in the C, a u64 per key slot is "
+                           f"{8 * abi.seal_key_slot_count(n_domains)} by abi.py")
             if layout is not None and m.value_size != layout.size:
                 out.append(f"map {name}: {m.value_size}-byte values in the C, struct {layout.name} is "
                            f"{layout.size} in abi.py")
@@ -115,6 +122,7 @@ def _map_drift(object_bytes: bytes, btf: Btf, sealing: bool, n_rules: int, n_dom
         autoloaded = {p.name for p in obj.programs() if p.autoload}
     programs = set(sections)
     expected_programs = set(abi.PROGRAMS.values()) | ({abi.INSTALL_KEY_PROGRAM, *abi.GUARD_PROGRAMS} if sealing else set())
+    expected_programs |= set(abi.SEAL_SYSCALL_PROGRAMS) if sealing else set()
     if programs != expected_programs:
         out.append(f"programs: {sorted(programs)} in the C, {sorted(expected_programs)} in abi.py")
     for name, hook in abi.GUARD_PROGRAMS.items():
@@ -127,6 +135,11 @@ def _map_drift(object_bytes: bytes, btf: Btf, sealing: bool, n_rules: int, n_dom
         want = [("args", f"struct {abi.SEAL_KEY_ARGS.name} *")]
         if args != want:
             out.append(f"program {abi.INSTALL_KEY_PROGRAM}: context {args} in the C, {want} in abi.py")
+    if sealing and abi.FORGET_STREAMS_PROGRAM in programs:
+        args = btf.function_args(abi.FORGET_STREAMS_PROGRAM)
+        want = [("args", f"struct {abi.SEAL_FORGET_ARGS.name} *")]
+        if args != want:
+            out.append(f"program {abi.FORGET_STREAMS_PROGRAM}: context {args} in the C, {want} in abi.py")
     return out
 
 

@@ -37,7 +37,7 @@ from typing import Any, Iterator
 from sealnet.contracts.libbpf import (BpfObject, LibbpfError, Map, attach_tc, destroy_clsact, detach_tc, get_pinned,
                                       pin_fd, query_tc)
 from sealnet.contracts import abi
-from sealnet.runtime import failpoints, interface, node_guard, replay_store, seal_keys
+from sealnet.runtime import failpoints, interface, node_guard, replay_store, replay_table, seal_keys
 from sealnet.runtime.netns import entered, ifindex, iproute
 from sealnet.runtime.node_files import locked
 from sealnet.runtime.node_state import (LOADING, RUNNING, UNLOADING, NodeState, StateError, highest_version,
@@ -56,12 +56,13 @@ ATTACH_ORDER = (INGRESS, EGRESS)  # receive before send; unload goes the other w
 TC_PRIORITY = 0xC0DE & 0xFFFF  # ours, distinct from a user's filters at priority 1
 TC_HANDLE = 1
 PINNED_MAPS = abi.COUNTER_MAPS
-REPLAY_MAP = abi.SEAL_REPLAY_MAP  # carried from load to load: replay protection survives a reload
-SEAL_PINNED_MAPS = abi.SEAL_INSTALL_MAPS + (REPLAY_MAP,)
+REPLAY_MAPS = abi.SEAL_REPLAY_MAPS  # carried from load to load: replay protection survives a reload
+SEAL_PINNED_MAPS = abi.SEAL_INSTALL_MAPS + REPLAY_MAPS
+FORGET_PROGRAM = abi.FORGET_STREAMS_PROGRAM
 # Maps user space has no reason to write after load: frozen (BPF_MAP_FREEZE), so no process,
 # root included, rewrites a counter, a key slot or the scratch through a pin; the programs still
-# write them. seal_tx, seal_config, seal_seq and seal_replay stay writable: rotation, sequence
-# renewal and the end of a grace period write them.
+# write them. seal_tx, seal_config, seal_seq and the stream table stay writable: rotation, sequence
+# renewal and a first load's restore write them (the table's salt is frozen once a first load set it).
 FROZEN_MAPS = abi.COUNTER_MAPS + (abi.SEAL_KEYS_MAP, abi.SEAL_SCRATCH_MAP)
 
 
@@ -320,22 +321,30 @@ def _check_epochs_forward(previous: NodeState | None, keys: seal_keys.KeyFile, f
     return epochs
 
 
-def _reuse_replay_map(obj: BpfObject, previous: NodeState | None) -> None:
-    """Give the new load the running load's replay windows, when both have the same layout."""
+def _reuse_replay_maps(obj: BpfObject, previous: NodeState | None) -> bool:
+    """Give the new load the running load's stream table (all its maps, or none: a stream's set
+    depends on the table's salt), when both have the same layout. True when it was given."""
     if previous is None or not previous.sealing:
-        return
-    path = os.path.join(previous.pin_dir, REPLAY_MAP)
+        return False
+    olds: list[Map] = []
     try:
-        old = Map.from_fd(get_pinned(path), owns_fd=True)
-    except LibbpfError:
-        return
-    with old:
-        try:
-            new = obj.map(REPLAY_MAP)
-        except KeyError:
-            return
-        if (old.key_size, old.value_size, old.max_entries) == (new.key_size, new.value_size, new.max_entries):
-            obj.reuse_map(REPLAY_MAP, old.fd)
+        for name in REPLAY_MAPS:
+            olds.append(Map.from_fd(get_pinned(os.path.join(previous.pin_dir, name)), owns_fd=True))
+        news = [obj.map(name) for name in REPLAY_MAPS]
+    except (LibbpfError, KeyError):
+        for m in olds:
+            m.close()
+        return False
+    try:
+        if any((o.key_size, o.value_size, o.max_entries) != (n.key_size, n.value_size, n.max_entries)
+               for o, n in zip(olds, news)):
+            return False
+        for name, old in zip(REPLAY_MAPS, olds):
+            obj.reuse_map(name, old.fd)
+        return True
+    finally:
+        for m in olds:
+            m.close()
 
 
 def load_object(object_bytes: bytes, *, iface: str, netns: str | None, measurement: str,
@@ -357,15 +366,17 @@ def load_object(object_bytes: bytes, *, iface: str, netns: str | None, measureme
             sender = node_address(iface, netns) if keys is not None else None
             obj = BpfObject.open_memory(object_bytes, "sealnet")
             try:
-                _reuse_replay_map(obj, previous)
+                reused = _reuse_replay_maps(obj, previous)
                 guard = _guard_decision(obj, rules, allow_qdisc_bypass)
                 obj.load()  # the kernel verifier: a refusal leaves the running programs in place
                 if guard == node_guard.LSM:
                     node_guard.configure(obj, netns)
                 programs = {name: obj.program(name) for name in (EGRESS, INGRESS)}
                 handles = seal_handles(obj)
-                if handles is not None and previous is None:  # no running load to take windows from
-                    replay_store.restore(obj.map(REPLAY_MAP), replay_store.store_path(DURABLE_DIR, slug(iface, netns)))
+                if handles is not None and not reused:  # no running table to take windows from
+                    table = replay_table.ReplayTable.of_object(obj)
+                    replay_store.restore(table, replay_store.store_path(DURABLE_DIR, slug(iface, netns)))
+                    table.salt_map.freeze()  # the table's for good: no one re-aims its sets
                 if keys is not None:
                     if handles is None:
                         raise NodeError("keys given, but this bundle's data plane has no sealing path")
@@ -385,6 +396,7 @@ def load_object(object_bytes: bytes, *, iface: str, netns: str | None, measureme
                         pin_fd(prog.fd, os.path.join(pin_dir, name))
                     if handles:
                         pin_fd(handles.install_fd, os.path.join(pin_dir, seal_keys.INSTALL_PROGRAM))
+                        pin_fd(obj.program(FORGET_PROGRAM).fd, os.path.join(pin_dir, FORGET_PROGRAM))
                     if guard == node_guard.LSM:
                         node_guard.pin_programs(obj, pin_dir)
                 except Exception:
@@ -473,8 +485,11 @@ def retire_previous_epochs(iface: str, netns: str | None) -> list[tuple[int, int
         finally:
             close_pinned_handles(handles)
         if released:
-            with Map.from_fd(get_pinned(os.path.join(state.pin_dir, REPLAY_MAP)), owns_fd=True) as replay:
-                seal_keys.forget_streams(replay, released)
+            forget_fd = get_pinned(os.path.join(state.pin_dir, FORGET_PROGRAM))
+            try:
+                replay_table.forget(forget_fd, released)
+            finally:
+                os.close(forget_fd)
         return released
 
 
@@ -527,12 +542,17 @@ def save_replay_windows(state: NodeState) -> int:
     """Keep the running load's replay windows on disk for the next first load (runtime/replay_store.py)."""
     if not state.sealing:
         return 0
+    maps: list[Map] = []
     try:
-        replay = Map.from_fd(get_pinned(os.path.join(state.pin_dir, REPLAY_MAP)), owns_fd=True)
+        for name in REPLAY_MAPS:
+            maps.append(Map.from_fd(get_pinned(os.path.join(state.pin_dir, name)), owns_fd=True))
+        return replay_store.save(replay_table.ReplayTable(*maps),
+                                 replay_store.store_path(DURABLE_DIR, slug(state.iface, state.netns)))
     except LibbpfError:
         return 0  # pins gone: nothing to keep
-    with replay:
-        return replay_store.save(replay, replay_store.store_path(DURABLE_DIR, slug(state.iface, state.netns)))
+    finally:
+        for m in maps:
+            m.close()
 
 
 def attached_program_ids(iface: str, netns: str | None) -> dict[str, int | None]:

@@ -1,14 +1,16 @@
 """Replay windows kept on disk, so an unload and a new load (or a reboot) do not forget them.
 
-A reload hands the running load's window map to the new one (runtime/node.py,
-`_reuse_replay_map`). Between an unload and the next load, or across a
-reboot, the kernel's map is gone; this module keeps each stream's `top` in
-the durable directory, written at unload and every few seconds by
-`sealnet node run`, and a first load starts every stream there with every
-sequence at or below `top` marked seen. A packet accepted before the save is
-therefore a replay after the restore. What the saved record cannot cover:
-packets first accepted after the last periodic save and before a crash or
-reboot (at most `node run`'s save interval of them per stream).
+A reload hands the running load's stream table to the new one (runtime/node.py,
+`_reuse_replay_maps`). Between an unload and the next load, or across a
+reboot, the kernel's maps are gone; this module keeps the table in the
+durable directory, written at unload and every few seconds by `sealnet node
+run`: its salt, each stream's `top` and every floor above zero
+(runtime/replay_table.py). A first load makes its table with the same salt,
+starts every saved stream with every sequence at or below `top` marked seen
+and puts every floor back. A packet accepted before the save is therefore a
+replay after the restore. What the saved record cannot cover: packets first
+accepted after the last periodic save and before a crash or reboot (at most
+`node run`'s save interval of them per stream).
 """
 
 from __future__ import annotations
@@ -16,45 +18,38 @@ from __future__ import annotations
 import json
 import os
 
-from sealnet.contracts import abi
-from sealnet.contracts.libbpf import LibbpfError, Map
 from sealnet.runtime.node_files import write_durably
-
-ALL_SEEN = b"\xff" * (8 * abi.SEAL_REPLAY_WORDS)
+from sealnet.runtime.replay_table import ReplayTable, Stream
 
 
 def store_path(durable_dir: str, slug: str) -> str:
     return os.path.join(durable_dir, "replay", f"{slug}.json")
 
 
-def save(replay: Map, path: str) -> int:
-    """Write every stream's top; returns how many streams."""
-    streams = []
-    for key, value in replay.items():
-        s = abi.SEAL_STREAM.unpack(key)
-        streams.append([s["sender"], s["pair"], s["epoch"], s["cpu"], abi.SEAL_WINDOW.read(value, "top")])
-    write_durably(path, json.dumps({"streams": streams}, separators=(",", ":")).encode())
+def save(table: ReplayTable, path: str) -> int:
+    """Write the table's salt, every stream's top and every floor; returns how many streams."""
+    streams = [[s.sender, s.pair, s.epoch, s.cpu, s.top] for s in table.streams()]
+    floors = [[group, slot, top] for (group, slot), top in sorted(table.floor_cells().items())]
+    record = {"salt": list(table.salt()), "streams": streams, "floors": floors}
+    write_durably(path, json.dumps(record, separators=(",", ":")).encode())
     return len(streams)
 
 
-def restore(replay: Map, path: str) -> int:
-    """Start each saved stream at its top, everything at or below it seen; returns how many.
+def restore(table: ReplayTable, path: str) -> int:
+    """Make a new table (no attached program uses it yet) from the record: its salt (a random one
+    when there is no record, or the record predates salts), its floors and its streams. Returns how
+    many streams took a way (any other raised its floor: still refused, as if evicted).
 
     A record that cannot be read restores nothing (and says so by raising):
     the caller decides whether to load without it."""
     try:
         with open(path) as fh:
-            streams = json.load(fh)["streams"]
+            record = json.load(fh)
     except FileNotFoundError:
+        table.make_new()
         return 0
-    restored = 0
-    for sender, pair, epoch, cpu, top in streams:
-        key = bytes(abi.SEAL_STREAM.pack(sender=sender, pair=pair, epoch=epoch, cpu=cpu))
-        if replay.lookup(key) is not None:
-            continue  # a live window knows better than the record
-        try:
-            replay.update(key, bytes(abi.SEAL_WINDOW.pack(top=top, ring=ALL_SEEN)))
-        except LibbpfError:
-            break  # the table is full: what was restored stands, the rest fails closed as new streams
-        restored += 1
-    return restored
+    salt = record.get("salt")
+    table.make_new((int(salt[0]), int(salt[1])) if salt else None)
+    streams = [Stream(sender, pair, epoch, cpu, top) for sender, pair, epoch, cpu, top in record["streams"]]
+    floors = {(int(group), int(slot)): int(top) for group, slot, top in record.get("floors", [])}
+    return table.place(streams, floors)

@@ -323,13 +323,3 @@ def retire_previous(handles: SealHandles) -> list[tuple[int, int]]:
         _run_install(handles, slot, 0, None)
         released.append((slot // abi.SEAL_EPOCH_SLOTS, int(epoch or 0)))
     return released
-
-
-def forget_streams(replay: Map, released: list[tuple[int, int]]) -> int:
-    """Remove the replay windows of released (pair, epoch) keys: nothing can open their packets now."""
-    gone = set(released)
-    removed = 0
-    for key in list(replay.keys()):
-        if (abi.SEAL_STREAM.read(key, "pair"), abi.SEAL_STREAM.read(key, "epoch")) in gone:
-            removed += replay.delete(key)
-    return removed

@@ -152,3 +152,14 @@ def test_each_header_compiles_alone(clang, header: str) -> None:
     """Each header includes what it uses: alone in a translation unit (with the policy's
     parameters, which the generated data plane defines) it compiles without warnings."""
     compile_c(f'{POLICY_PARAMETERS}#include "{header}"\n', clang)
+
+
+def test_the_stream_tables_set_hash_is_siphash() -> None:
+    """seal_replay_set() is SipHash-1-3 of the stream word: the same rounds give SipHash-2-4's
+    reference vector (key 00..0f, message 00..07); the kernel's placement is held to
+    seal_replay_set() by tests/test_seal_replay_eviction.py."""
+    k0, k1 = int.from_bytes(bytes(range(8)), "little"), int.from_bytes(bytes(range(8, 16)), "little")
+    message = int.from_bytes(bytes(range(8)), "little")
+    assert abi.siphash_word(k0, k1, message, 2, 4).to_bytes(8, "little") == bytes.fromhex("6224939a79f5f593")
+    assert abi.seal_replay_set(message, k0, k1) == abi.siphash_word(k0, k1, message, 1, 3) % abi.SEAL_REPLAY_SETS
+    assert abi.seal_stream_of(abi.seal_stream_word(0xC6120002, 9, 5, 3)) == (0xC6120002, 9, 5, 3)

@@ -128,7 +128,7 @@ def test_cli_keygen_compile_inspect(tmp_path, capsys) -> None:
     assert main(["inspect", str(out), "--trust", f"{key}.pub", "--format", "json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["measurement"] == compiled["measurement"] and info["signature"] == "valid"
-    assert [p["name"] for p in info["programs"]] == sorted([abi.INSTALL_KEY_PROGRAM, *abi.PROGRAMS.values()])
+    assert [p["name"] for p in info["programs"]] == sorted([*abi.SEAL_SYSCALL_PROGRAMS, *abi.GUARD_PROGRAMS, *abi.PROGRAMS.values()])
     other = tmp_path / "other.key"
     main(["keygen", str(other)])
     assert main(["inspect", str(out), "--trust", f"{other}.pub"]) == 1

@@ -630,7 +630,7 @@ def test_a_counter_at_the_end_of_its_generation_stops_sealing_and_the_agent_rene
 @pytest.mark.kernel
 def test_finding_9_an_epoch_released_after_rotation_leaves_the_stream_table(tmp_path) -> None:
     from sealnet.contracts import abi
-    from sealnet.runtime import seal_keys
+    from sealnet.runtime import replay_table, seal_keys
     from packets import udp
     from sealing import ADDR, TC_ACT_OK, SealedDatapath
 
@@ -643,13 +643,13 @@ def test_finding_9_an_epoch_released_after_rotation_leaves_the_stream_table(tmp_
         for sender in range(1, 201):  # 200 streams of epoch 5 (senders reloading, CPUs, ...)
             sealed = seal_wire.seal(packet, key5, dp.header(epoch=5, sender=sender, cpu=0, seq=1))
             assert dp.ingress(sealed)[0] == TC_ACT_OK
-        replay = dp.obj.map(abi.SEAL_REPLAY_MAP)
-        assert len(list(replay.keys())) == 200
+        table = replay_table.ReplayTable.of_object(dp.obj)
+        assert len(table.streams()) == 200
         dp.install({("a", "b"): {"current": (6, second), "next": (7, pair_key())}})  # rotate; 5 is previous
         released = seal_keys.retire_previous(dp.handles())  # the grace period ends
         assert {epoch for _, epoch in released} == {5}
-        assert seal_keys.forget_streams(replay, released) == 200
-        assert list(replay.keys()) == []
+        assert replay_table.forget(dp.obj.program(abi.FORGET_STREAMS_PROGRAM).fd, released) == 200
+        assert table.streams() == []
         # None of those packets opens again: their key is gone with their windows.
         old = seal_wire.seal(packet, key5, dp.header(epoch=5, sender=1, cpu=0, seq=1))
         assert dp.ingress(old)[0] != TC_ACT_OK

@@ -17,6 +17,21 @@ static __always_inline __u64 mask_lt(__u64 i, __u64 n)
 	return (__u64)(d >> 63);
 }
 
+/* All ones when a == b, else zero. */
+static __always_inline __u64 mask_eq(__u64 a, __u64 b)
+{
+	__u64 d = a ^ b;
+
+	barrier_var(d);
+	return ((d | -d) >> 63) - 1; /* the top bit of d | -d is set exactly when d != 0 */
+}
+
+/* a where mask is all ones, b where it is zero: a choice the verifier walks as one path. */
+static __always_inline __u64 choose(__u64 mask, __u64 a, __u64 b)
+{
+	return b ^ ((a ^ b) & mask);
+}
+
 /* Zero secret bytes; volatile, so the stores are not optimised away. */
 static __always_inline void wipe(volatile __u8 *p, __u32 n)
 {

@@ -9,13 +9,15 @@
  *   seal_hdr.h     the header format     seal_maps.h    key maps, slot formulas
  *   seal_aead.h    the AEAD suite        seal_keys.h    key installation
  *   seal_buffer.h  scratch, AAD, sums    seal_replay.h  replay windows
- *   seal_egress.h  seal                  seal_ingress.h verify and open */
+ *   seal_egress.h  seal                  seal_ingress.h verify and open
+ *   seal_replay_forget.h  retiring a released epoch's windows */
 #ifndef SEALNET_SEAL_DATAPATH_H
 #define SEALNET_SEAL_DATAPATH_H
 
 #include "seal_keys.h"
 #include "seal_egress.h"
 #include "seal_ingress.h"
+#include "seal_replay_forget.h"
 
 /* Seal (egress) or open (ingress), then wipe that direction's scratch buffer. */
 static __always_inline enum sealnet_verdict seal_path(struct __sk_buff *skb, const struct packet *p,

@@ -40,10 +40,8 @@ static __always_inline enum sealnet_verdict seal_ingress(struct __sk_buff *skb, 
 		return V_SEAL_UNKNOWN_KEY_DROP;
 
 	__u64 seq = bpf_be64_to_cpu(head.seq);
-	struct seal_stream stream = {
-		.sender = bpf_ntohl(head.sender), .pair = pair, .epoch = head.epoch, .cpu = head.cpu,
-	};
-	if (!seal_replay_check(&stream, seq, 0))
+	__u64 stream_id = seal_stream_word(bpf_ntohl(head.sender), pair, head.epoch, head.cpu);
+	if (!seal_replay_check(stream_id, seq, 0))
 		return V_SEAL_REPLAY_DROP;
 
 	struct seal_scratch *s = seal_scratch_of(DIR_INGRESS);
@@ -68,7 +66,7 @@ static __always_inline enum sealnet_verdict seal_ingress(struct __sk_buff *skb, 
 		return V_SEAL_UNKNOWN_KEY_DROP; /* the key was removed under us */
 	if (err)
 		return V_INTERNAL_DROP;
-	if (!seal_replay_check(&stream, seq, 1))
+	if (!seal_replay_check(stream_id, seq, 1))
 		return V_SEAL_REPLAY_DROP;
 
 	__s64 new_sum = seal_wire_sum(s, 1, n);
