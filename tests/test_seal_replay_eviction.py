@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import os
 import random
+import threading
+from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
 
 from sealnet.contracts import abi
 from sealnet.runtime import replay_store, replay_table, seal_wire
-from packets import udp
+from packets import ETH, udp
 from sealing import ADDR, DOMAIN_IDS, TC_ACT_OK, TC_ACT_SHOT, SealedDatapath, counted, pair_key
 
 pytestmark = pytest.mark.kernel
@@ -298,3 +300,40 @@ def test_a_record_with_more_streams_than_a_set_holds_floors_the_rest(dp, tmp_pat
         for seq in (1, 999 + i, 1000 + i):
             assert not opens(dp, sealed(dp, sender, seq)), (sender, seq)
         assert opens(dp, sealed(dp, sender, 1001 + i + abi.SEAL_REPLAY_WINDOW))
+
+
+# ------------------------------------------------------------------ two CPUs at once
+
+
+def test_two_cpus_racing_the_same_packets_never_accept_one_twice(dp) -> None:
+    """Both CPUs run the same packets in the same order (so each copy races its twin) over streams
+    crowded into two sets (evictions, floors raised by compare-and-swap, ways retaken): a packet is
+    accepted at most once, and the table ends as the windows say."""
+    cpus = sorted(os.sched_getaffinity(0))
+    assert len(cpus) >= 2, "this test needs two CPUs"
+    rnd = random.Random(15)
+    streams = [s for set_id in (5, 6) for s in senders_in_set(dp, set_id, 2 * abi.SEAL_REPLAY_WAYS, rnd)]
+    key = dp.direction_key("b", "a")
+    packets = []
+    for round_ in range(120):
+        for sender in rnd.sample(streams, len(streams)):
+            seq = round_ * 4 + rnd.randrange(1, 6)  # onward, overlapping, some repeats within a stream
+            packets.append(sealed(dp, sender, seq, key=key))
+    ingress = dp.obj.program(abi.INGRESS_PROGRAM)
+    accepted: dict[int, list[int]] = {}
+
+    def run(cpu: int) -> None:
+        os.sched_setaffinity(0, {cpu})  # this thread only
+        accepted[cpu] = [i for i, p in enumerate(packets) if ingress.test_run(ETH + p, data_size_out=4096).retval == TC_ACT_OK]
+
+    threads = [threading.Thread(target=run, args=(cpu,)) for cpu in cpus[:2]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert all(not t.is_alive() for t in threads)
+    counts = Counter(i for got in accepted.values() for i in got)
+    twice = [i for i, n in counts.items() if n > 1]
+    same = Counter(packets[i] for i in counts)
+    assert twice == [] and max(same.values()) == 1  # not one packet (nor a copy of it) opened twice
+    assert len(counts) > len(packets) // 10  # and plenty did open
