@@ -163,3 +163,17 @@ def test_the_stream_tables_set_hash_is_siphash() -> None:
     assert abi.siphash_word(k0, k1, message, 2, 4).to_bytes(8, "little") == bytes.fromhex("6224939a79f5f593")
     assert abi.seal_replay_set(message, k0, k1) == abi.siphash_word(k0, k1, message, 1, 3) % abi.SEAL_REPLAY_SETS
     assert abi.seal_stream_of(abi.seal_stream_word(0xC6120002, 9, 5, 3)) == (0xC6120002, 9, 5, 3)
+
+
+def test_a_guard_program_loaded_by_default_or_on_another_hook_is_drift(policy, clang) -> None:
+    """The bypass guard's programs are SEC("?lsm/<hook>") with abi.py's hooks: one that libbpf
+    would load by default (every loader of the object would then need BPF LSM) or that attaches
+    elsewhere is reported."""
+    source = render(policy, with_seal=True)
+    assert 'SEC("?lsm/socket_bind")' in (INCLUDE_DIR / "seal_guard.h").read_text()
+    header = (INCLUDE_DIR / "seal_guard.h").read_text().replace('SEC("?lsm/socket_bind")', 'SEC("lsm/socket_bind")')
+    header = header.replace('SEC("?lsm/socket_post_create")', 'SEC("?lsm/socket_create")')
+    inline = source.replace('#include "seal_guard.h"', header.replace("#ifndef SEALNET_SEAL_GUARD_H", "#if 1"))
+    found = "\n".join(_drift(compile_c(inline, clang), policy))
+    assert "program guard_xsk_bind: loaded by default" in found
+    assert "program guard_xsk_sock: section 'lsm/socket_create' in the C, 'lsm/socket_post_create' in abi.py" in found
