@@ -171,8 +171,9 @@ SEAL_REPLAY_MAP = "seal_replay"  # struct seal_set at seal_replay_set()
 SEAL_REPLAY_SALT_MAP = "seal_replay_salt"  # struct seal_replay_salt at key 0: the set hash's key
 SEAL_REPLAY_FLOOR_MAP = "seal_replay_floor"  # u64 per key slot at set % seal_replay_floor_groups(): evicted tops
 SEAL_REPLAY_MAPS = (SEAL_REPLAY_MAP, SEAL_REPLAY_FLOOR_MAP, SEAL_REPLAY_SALT_MAP)  # one table: carried together
+SEAL_REPLAY_EVICTIONS_MAP = "seal_replay_evictions"  # per-CPU u64 at key 0: streams evicted from the table
 SEAL_INSTALL_MAPS = (SEAL_KEYS_MAP, SEAL_TX_MAP, SEAL_CONFIG_MAP, SEAL_SEQ_MAP)  # what key installation writes
-SEAL_MAPS = SEAL_INSTALL_MAPS + (SEAL_SCRATCH_MAP,) + SEAL_REPLAY_MAPS
+SEAL_MAPS = SEAL_INSTALL_MAPS + (SEAL_SCRATCH_MAP, SEAL_REPLAY_EVICTIONS_MAP) + SEAL_REPLAY_MAPS
 GUARD_MAPS = (GUARD_NETNS_MAP,)  # in every data plane built with the sealing path
 DATAPATH_MAPS = (RULE_HITS_MAP, VERDICT_HITS_MAP, RULE_VERDICT_HITS_MAP, LAST_DECISION_MAP)
 

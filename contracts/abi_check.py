@@ -102,6 +102,7 @@ def _map_drift(object_bytes: bytes, btf: Btf, sealing: bool, n_rules: int, n_dom
             (abi.SEAL_REPLAY_MAP, abi.SEAL_REPLAY_SETS, layouts.get("seal_set")),
             (abi.SEAL_REPLAY_FLOOR_MAP, abi.seal_replay_floor_groups(n_domains), None),
             (abi.SEAL_REPLAY_SALT_MAP, 1, layouts.get("seal_replay_salt")),
+            (abi.SEAL_REPLAY_EVICTIONS_MAP, 1, None),
             (abi.GUARD_NETNS_MAP, 1, None),
         ]
     with BpfObject.open_memory(object_bytes, "sealnet_abi") as obj:

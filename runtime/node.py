@@ -57,13 +57,13 @@ TC_PRIORITY = 0xC0DE & 0xFFFF  # ours, distinct from a user's filters at priorit
 TC_HANDLE = 1
 PINNED_MAPS = abi.COUNTER_MAPS
 REPLAY_MAPS = abi.SEAL_REPLAY_MAPS  # carried from load to load: replay protection survives a reload
-SEAL_PINNED_MAPS = abi.SEAL_INSTALL_MAPS + REPLAY_MAPS
+SEAL_PINNED_MAPS = abi.SEAL_INSTALL_MAPS + REPLAY_MAPS + (abi.SEAL_REPLAY_EVICTIONS_MAP,)  # the last for status
 FORGET_PROGRAM = abi.FORGET_STREAMS_PROGRAM
 # Maps user space has no reason to write after load: frozen (BPF_MAP_FREEZE), so no process,
 # root included, rewrites a counter, a key slot or the scratch through a pin; the programs still
 # write them. seal_tx, seal_config, seal_seq and the stream table stay writable: rotation, sequence
 # renewal and a first load's restore write them (the table's salt is frozen once a first load set it).
-FROZEN_MAPS = abi.COUNTER_MAPS + (abi.SEAL_KEYS_MAP, abi.SEAL_SCRATCH_MAP)
+FROZEN_MAPS = abi.COUNTER_MAPS + (abi.SEAL_KEYS_MAP, abi.SEAL_SCRATCH_MAP, abi.SEAL_REPLAY_EVICTIONS_MAP)
 
 
 def _holds_kptrs(m: Map) -> bool:

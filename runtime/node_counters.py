@@ -2,7 +2,9 @@
 
 `rule_hits` counts per (direction, rule), the default rule last;
 `verdict_hits` per (direction, verdict); `rule_verdict_hits` per (direction,
-rule, verdict), so a drop reason is traced to the rule and line behind it.
+rule, verdict), so a drop reason is traced to the rule and line behind it;
+`seal_replay_evictions` (a sealing load's) the streams evicted from the
+replay stream table (docs/wire-format.md, "The stream table").
 All are read from the pins of the running load, so `status`, `metrics` and
 the agent see the same numbers. Per-rule verdicts are read only for rules
 that saw packets: a 10,000-rule policy's status stays fast.
@@ -14,8 +16,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from sealnet.contracts.abi import (RULE_HITS_MAP, RULE_VERDICT_HITS_MAP, VERDICT_HITS_MAP, Direction, Verdict,
-                                   counters_by_verdict, rule_slot, rule_verdict_slot)
+from sealnet.contracts.abi import (RULE_HITS_MAP, RULE_VERDICT_HITS_MAP, SEAL_REPLAY_EVICTIONS_MAP, VERDICT_HITS_MAP,
+                                   Direction, Verdict, counters_by_verdict, rule_slot, rule_verdict_slot)
 from sealnet.contracts.libbpf import LibbpfError, Map, get_pinned
 from sealnet.runtime.node_state import NodeState
 
@@ -80,11 +82,24 @@ def rule_counts(state: NodeState) -> list[RuleCount]:
     return out
 
 
+def replay_evictions(state: NodeState) -> int | None:
+    """Streams evicted from the replay stream table since the load (None: no sealing path, or a
+    load from before the counter existed)."""
+    if not state.sealing or not os.path.exists(os.path.join(state.pin_dir, SEAL_REPLAY_EVICTIONS_MAP)):
+        return None
+    with _open(state, SEAL_REPLAY_EVICTIONS_MAP) as m:
+        return m.sum_percpu_u64(bytes(4))
+
+
 def snapshot(state: NodeState) -> dict[str, Any]:
     """Everything `status --format json` shows about counters."""
-    return {
+    out: dict[str, Any] = {
         "verdict_hits": verdict_counts(state),
         "rules": [{"index": r.index, "name": r.name, "action": r.action, "line": r.line,
                    "direction": r.direction, "packets": r.packets, "verdicts": r.verdicts}
                   for r in rule_counts(state)],
     }
+    evictions = replay_evictions(state)
+    if evictions is not None:
+        out["replay_evictions"] = evictions
+    return out

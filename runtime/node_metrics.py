@@ -4,7 +4,9 @@ Two counter families, the same numbers `sealnet node status` shows:
 - sealnet_rule_packets_total{iface, direction, rule, action, line}
 - sealnet_verdict_packets_total{iface, direction, verdict, reason}
   where `verdict` is pass or drop and `reason` the data plane's verdict name
-  (seal_replay_drop, deny_drop, ...).
+  (seal_replay_drop, deny_drop, ...);
+- sealnet_replay_evictions_total{iface}: streams evicted from a sealing load's
+  replay stream table (docs/wire-format.md, "The stream table").
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class NodeCollector(Collector):
                                             labels=["iface", "direction", "rule", "line", "verdict", "reason"])
         loaded = GaugeMetricFamily("sealnet_policy_info", "The policy running on an interface",
                                    labels=["iface", "policy", "measurement", "phase"])
+        evictions = CounterMetricFamily("sealnet_replay_evictions", "Streams evicted from the replay stream table",
+                                        labels=["iface"])
         for iface, state in self._states():
             loaded.add_metric([iface, state.policy, state.measurement, state.phase], 1)
             try:
@@ -55,9 +59,12 @@ class NodeCollector(Collector):
                 for direction, counts in node_counters.verdict_counts(state).items():
                     for reason, n in counts.items():
                         verdicts.add_metric([iface, direction, "pass" if reason in PASSING else "drop", reason], n)
+                evicted = node_counters.replay_evictions(state)
+                if evicted is not None:
+                    evictions.add_metric([iface], evicted)
             except node_counters.CountersError:
                 continue  # a load in progress: the next scrape sees it
-        yield from (rules, verdicts, rule_verdicts, loaded)
+        yield from (rules, verdicts, rule_verdicts, loaded, evictions)
 
 
 def registry_for(interfaces: Iterable[tuple[str, str | None]], state_dir: str) -> CollectorRegistry:

@@ -459,6 +459,7 @@ def test_status_json_and_metrics_name_the_rule_and_line_of_every_counter(topolog
         assert rules[("ingress", "ab")]["verdicts"]["seal_plaintext_drop"] >= 4  # the drop, traced to line 5
         assert rules[("ingress", "default")]["action"] == "deny"
         assert doc["counters"]["verdict_hits"]["ingress"]["seal_plaintext_drop"] >= 4
+        assert doc["counters"]["replay_evictions"] == 0  # the stream table's, from its pin
         assert doc["measurement"].startswith("sha384:") and set(doc["program_tags"]) == {"sealnet_egress", "sealnet_ingress"}
         server = node_metrics.start([(veth.b, ns_b)], node.STATE_DIR, "127.0.0.1:0")
         try:
@@ -470,6 +471,7 @@ def test_status_json_and_metrics_name_the_rule_and_line_of_every_counter(topolog
         assert f'sealnet_verdict_packets_total{{direction="ingress",iface="{veth.b}",reason="seal_plaintext_drop",verdict="drop"}}' in text
         assert (f'sealnet_rule_verdict_packets_total{{direction="ingress",iface="{veth.b}",line="5",'
                 f'reason="seal_plaintext_drop",rule="ab",verdict="drop"}}') in text
+        assert f'sealnet_replay_evictions_total{{iface="{veth.b}"}} 0.0' in text
     finally:
         node.unload(veth.b, ns_b, open_sealed_flows=True)
 

@@ -378,6 +378,7 @@ def test_sealnet_cli_loads_with_keys_rotates_and_refuses_bad_key_files(topology,
         status = json.loads(capsys.readouterr().out)
         assert status["sealing"] is True and status["sender"] == 0xC6120001  # 198.18.0.1: the node's address
         assert "seal_replay_drop" in status["counters"]["verdict_hits"]["ingress"]
+        assert status["counters"]["replay_evictions"] == 0  # the stream table's counter, from its pin
         assert sealnet(["node", "keys", "--iface", veth.a, "--netns", ns_a, "--keys", str(rotated)]) == 0
         assert sealnet(["node", "keys", "--iface", veth.a, "--netns", ns_a, "--keys", str(bad)]) == 1
         assert "keys not changed" in capsys.readouterr().err

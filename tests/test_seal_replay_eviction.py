@@ -185,6 +185,7 @@ class Model:
     sets: dict[int, list[ModelWay | None]] = field(default_factory=dict)
     floors: dict[tuple[int, int], int] = field(default_factory=dict)
     clock: int = 0
+    evictions: int = 0
 
     def _set(self, stream: int) -> list[ModelWay | None]:
         return self.sets.setdefault(abi.seal_replay_set(stream, self.k0, self.k1), [None] * abi.SEAL_REPLAY_WAYS)
@@ -212,6 +213,7 @@ class Model:
                 old = ways[i]
                 assert old is not None
                 self.floors[self._cell(old.stream)] = max(self.floors.get(self._cell(old.stream), 0), old.top)
+                self.evictions += 1
             mine = ways[i] = ModelWay(stream, self.clock, floor)
         mine.used = self.clock
         mine.accepted.add(seq)
@@ -256,6 +258,7 @@ def test_the_kernel_table_agrees_with_a_brute_force_model_packet_by_packet(dp) -
             mismatches.append((n, s, seq, tag_ok, expected, moved))
     assert mismatches == [], f"seed {seed}, salt {k0:#x} {k1:#x}"
     assert model.floors, "no stream was evicted: the crowded sets did not crowd"
+    assert dp.obj.map(abi.SEAL_REPLAY_EVICTIONS_MAP).sum_percpu_u64(bytes(4)) == model.evictions
     kernel = {(abi.seal_stream_word(x.sender, x.pair, x.epoch, x.cpu), x.top) for x in table(dp).streams()}
     assert kernel == model.streams()
     assert table(dp).floor_cells() == {c: f for c, f in model.floors.items() if f}

@@ -81,6 +81,15 @@ struct {
 } seal_replay_salt SEC(".maps");
 
 /* The stream a packet belongs to, as one word: what a way's `stream` holds. */
+/* Streams evicted from the table, per CPU: a table under pressure, or a key holder
+ * flooding it with made-up sender ids (`sealnet node status`, metrics). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} seal_replay_evictions SEC(".maps");
+
 static __always_inline __u64 seal_stream_word(__u32 sender, __u16 pair, __u8 epoch, __u8 cpu)
 {
 	return (__u64)sender | (__u64)pair << 32 | (__u64)epoch << 48 | (__u64)cpu << 56;
@@ -211,8 +220,8 @@ __noinline int seal_replay_check(__u64 id, __u64 seq, int update)
 	struct seal_replay_salt *salt = bpf_map_lookup_elem(&seal_replay_salt, &zero);
 	struct seal_floors *floors;
 	struct seal_set *set;
-	__u64 now, floor, *mine, *theirs;
-	int fresh;
+	__u64 now, floor, *mine, *theirs, *evictions;
+	int fresh, evicted = 0;
 
 	if (!salt || seq == 0)
 		return 0;
@@ -223,7 +232,8 @@ __noinline int seal_replay_check(__u64 id, __u64 seq, int update)
 	if (!set || !floors)
 		return 0;
 	mine = seal_floor_cell(floors, seal_stream_key_slot(id));
-	if (!mine)
+	evictions = bpf_map_lookup_elem(&seal_replay_evictions, &zero);
+	if (!mine || !evictions)
 		return 0;
 	now = update ? bpf_ktime_get_ns() : 0; /* no helper call under the lock */
 
@@ -243,6 +253,7 @@ __noinline int seal_replay_check(__u64 id, __u64 seq, int update)
 				fresh = 0;
 				goto out;
 			}
+			evicted = 1;
 		}
 		seal_way_take(&set->way[way], id, floor);
 	}
@@ -252,6 +263,7 @@ __noinline int seal_replay_check(__u64 id, __u64 seq, int update)
 		set->way[way].used = now;
 out:
 	bpf_spin_unlock(&set->lock);
+	*evictions += evicted; /* per CPU: no other writer */
 	return fresh;
 }
 
