@@ -12,9 +12,12 @@ address .0) when the region has one.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Iterable, Sequence
 
-from sealnet.compiler.cubes import cube_subtract, match_intersect, match_size
+import numpy as np
+
+from sealnet.compiler.cubes import match_intersect, match_size
 from sealnet.compiler.solving import DEFAULT_CUBE_BUDGET
 from sealnet.compiler.ir import (ADDR_MAX, PORT_MAX, PORTED_PROTOCOLS, PROTO_MAX, Action, Cube, IntervalSet, Match, Packet,
                                  Rule, complement, contains, intersect)
@@ -23,6 +26,9 @@ from sealnet.compiler.ir import (ADDR_MAX, PORT_MAX, PORTED_PROTOCOLS, PROTO_MAX
 CUBE_BUDGET = DEFAULT_CUBE_BUDGET
 
 Piece = tuple[Rule | None, Match]  # (deciding rule or None for the default, its packets)
+
+# Below this many cubes a plain scan beats an array test (numpy's per-call cost).
+_SCAN = 24
 
 
 def _host(intervals: IntervalSet, avoid: int | None = None) -> int:
@@ -78,6 +84,8 @@ def is_void(match: Match) -> bool:
 
 
 def _meet(a: IntervalSet, b: IntervalSet) -> bool:
+    if len(a) == 1 and len(b) == 1:  # the common case: one interval each
+        return a[0][0] <= b[0][1] and b[0][0] <= a[0][1]
     i = j = 0
     while i < len(a) and j < len(b):
         if a[i][1] < b[j][0]:
@@ -89,13 +97,18 @@ def _meet(a: IntervalSet, b: IntervalSet) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=4096)
+def _ported(proto: IntervalSet) -> int:
+    """The ported protocols in a protocol set, as bits (one per PORTED_PROTOCOLS entry)."""
+    return sum(1 << k for k, p in enumerate(PORTED_PROTOCOLS) if contains(proto, p))
+
+
 def cubes_meet(x: Cube, y: Cube) -> bool:
     """Do two cubes share a well-formed packet? (No cube is built: this is the hot test.)"""
     if not (_meet(x.dport, y.dport) and _meet(x.src, y.src) and _meet(x.dst, y.dst) and _meet(x.proto, y.proto)):
         return False
-    for p in PORTED_PROTOCOLS:
-        if contains(x.proto, p) and contains(y.proto, p):
-            return True  # and the ports meet
+    if _ported(x.proto) & _ported(y.proto):
+        return True  # and the ports meet
     # only protocols without ports in common, if any: they carry dport 0
     return (contains(x.dport, 0) and contains(y.dport, 0)
             and any(p not in PORTED_PROTOCOLS for lo, hi in intersect(x.proto, y.proto)
@@ -107,27 +120,155 @@ def meet(a: Match, b: Match) -> bool:
     return any(cubes_meet(x, y) for x in a.cubes for y in b.cubes)
 
 
+def _isect(a: IntervalSet, b: IntervalSet) -> IntervalSet:
+    """ir.intersect, with the one-interval case done at once (this is the inner loop of every cut)."""
+    if len(b) == 1:
+        blo, bhi = b[0]
+        return tuple((max(lo, blo), min(hi, bhi)) for lo, hi in a if lo <= bhi and blo <= hi)
+    if len(a) == 1:
+        alo, ahi = a[0]
+        return tuple((max(lo, alo), min(hi, ahi)) for lo, hi in b if lo <= ahi and alo <= hi)
+    return intersect(a, b)
+
+
+def _split(mine: IntervalSet, theirs: IntervalSet, maximum: int) -> tuple[IntervalSet, IntervalSet]:
+    """(mine outside theirs, mine inside theirs), as cubes.cube_subtract computes them."""
+    if _within(mine, theirs):
+        return (), mine
+    if len(theirs) == 1:
+        tlo, thi = theirs[0]
+        outside = tuple(iv for lo, hi in mine for iv in ((lo, min(hi, tlo - 1)), (max(lo, thi + 1), hi))
+                        if iv[0] <= iv[1])
+        return outside, _isect(mine, theirs)
+    return intersect(mine, complement(theirs, maximum)), _isect(mine, theirs)
+
+
+def _cube_cut(a: Cube, b: Cube) -> list[Cube]:
+    """cubes.cube_subtract(a, b) for cubes that meet: the same pieces in the same order."""
+    out: list[Cube] = []
+    src, dst, proto, dport = a.src, a.dst, a.proto, a.dport
+    outside, src = _split(src, b.src, ADDR_MAX)
+    if outside:
+        out.append(Cube(outside, dst, proto, dport))
+    outside, dst = _split(dst, b.dst, ADDR_MAX)
+    if outside:
+        out.append(Cube(src, outside, proto, dport))
+    outside, proto = _split(proto, b.proto, PROTO_MAX)
+    if outside:
+        out.append(Cube(src, dst, outside, dport))
+    outside, dport = _split(dport, b.dport, PORT_MAX)
+    if outside:
+        out.append(Cube(src, dst, proto, outside))
+    return out
+
+
+def _cube_and(a: Cube, b: Cube) -> Cube | None:
+    """cubes.cube_intersect."""
+    src = _isect(a.src, b.src)
+    if not src:
+        return None
+    dst = _isect(a.dst, b.dst)
+    if not dst:
+        return None
+    proto = _isect(a.proto, b.proto)
+    if not proto:
+        return None
+    dport = _isect(a.dport, b.dport)
+    return Cube(src, dst, proto, dport) if dport else None
+
+
 def _prune(cubes: list[Cube]) -> list[Cube]:
     return [c for c in cubes if cube_point(c) is not None]
 
 
+Hull = tuple[int, int, int, int, int, int, int, int]
+
+
+def _hull(c: Cube) -> Hull:
+    """The cube's bounding box (fields must be non-empty): lowest and highest value of each field."""
+    return (c.src[0][0], c.src[-1][1], c.dst[0][0], c.dst[-1][1],
+            c.proto[0][0], c.proto[-1][1], c.dport[0][0], c.dport[-1][1])
+
+
+def _hulls(cubes: Sequence[Cube]) -> np.ndarray:
+    return np.array([_hull(c) for c in cubes], dtype=np.int64).reshape(-1, 8)
+
+
+def _near(hulls: np.ndarray, q: Hull) -> np.ndarray:
+    """Rows whose box meets box q: the only cubes that can share a point with q's cube."""
+    h = hulls
+    return np.flatnonzero((h[:, 0] <= q[1]) & (q[0] <= h[:, 1]) & (h[:, 2] <= q[3]) & (q[2] <= h[:, 3])
+                          & (h[:, 4] <= q[5]) & (q[4] <= h[:, 5]) & (h[:, 6] <= q[7]) & (q[6] <= h[:, 7]))
+
+
+class _Pieces:
+    """An ordered list of cubes cut down one cube at a time, exactly as `subtract` does.
+
+    The cubes' bounding boxes sit in an array, so a cut looks only at the few
+    pieces near it instead of every piece: regions that fragment into
+    thousands of pieces (a broad rule less hundreds of earlier ones) cost a
+    vector test per cut, not a Python loop. Order, pieces and void-dropping
+    are those of the plain loop (the box test only skips cubes that cannot meet).
+    """
+
+    def __init__(self, cubes: list[Cube]):
+        self.cubes = cubes
+        self._boxes: np.ndarray | None = None  # built on first need, kept in step with cubes
+
+    def near(self, c: Cube) -> list[int]:
+        """Indices (ascending) of the pieces whose boxes meet c's."""
+        if c.is_empty():
+            return []
+        if len(self.cubes) < _SCAN:
+            return list(range(len(self.cubes)))
+        if self._boxes is None:
+            self._boxes = _hulls(self.cubes)
+        return _near(self._boxes, _hull(c)).tolist()
+
+    def meeting(self, c: Cube) -> list[int]:
+        """Indices (ascending) of the pieces that share a well-formed packet with c."""
+        return [i for i in self.near(c) if cubes_meet(self.cubes[i], c)]
+
+    def cut(self, c: Cube) -> list[Cube]:
+        """Remove c's packets (void fragments dropped, order kept); returns the pieces it changed."""
+        hit = self.meeting(c)
+        if not hit:
+            return []
+        cubes, boxes = self.cubes, self._boxes
+        out: list[Cube] = []
+        parts: list[np.ndarray] = []
+        prev = 0
+        for i in hit:
+            kids = [x for x in _cube_cut(cubes[i], c) if cube_point(x) is not None]
+            out.extend(cubes[prev:i])
+            out.extend(kids)
+            if boxes is not None:
+                parts.append(boxes[prev:i])
+                if kids:
+                    parts.append(_hulls(kids))
+            prev = i + 1
+        out.extend(cubes[prev:])
+        changed = [cubes[i] for i in hit]
+        self.cubes = out
+        if boxes is None or len(out) < _SCAN:
+            self._boxes = None
+        else:
+            parts.append(boxes[prev:])
+            self._boxes = np.concatenate(parts)
+        return changed
+
+
 def subtract(region: Match, cuts: Iterable[Match], budget: int = CUBE_BUDGET) -> Match | None:
     """region minus every cut (void pieces dropped), or None past the budget."""
-    pieces = _prune(list(region.cubes))
+    pieces = _Pieces(_prune(list(region.cubes)))
     for cut in cuts:
         for c in cut.cubes:
-            if not pieces:
+            if not pieces.cubes:
                 return Match(())
-            nxt: list[Cube] = []
-            for piece in pieces:
-                if not cubes_meet(piece, c):
-                    nxt.append(piece)
-                else:
-                    nxt.extend(x for x in cube_subtract(piece, c) if cube_point(x) is not None)
-            pieces = nxt
-            if len(pieces) > budget:
+            pieces.cut(c)
+            if len(pieces.cubes) > budget:
                 return None
-    return Match(tuple(pieces))
+    return Match(tuple(pieces.cubes))
 
 
 def partition(region: Match, rules: Sequence[Rule], budget: int = CUBE_BUDGET) -> list[Piece] | None:
@@ -136,21 +277,45 @@ def partition(region: Match, rules: Sequence[Rule], budget: int = CUBE_BUDGET) -
     Only non-void pieces are listed. None past the budget.
     """
     pieces: list[Piece] = []
-    rest = Match(tuple(_prune(list(region.cubes))))
+    rest = _Pieces(_prune(list(region.cubes)))
     for rule in rules:
         if not rest.cubes:
             break
-        if not meet(rest, rule.match):
+        hit = sorted({i for y in rule.match.cubes for i in rest.meeting(y)})
+        if not hit:
             continue
-        mine = match_intersect(rest, rule.match)
-        pieces.append((rule, Match(tuple(_prune(list(mine.cubes))))))
-        left = subtract(rest, (rule.match,), budget)
-        if left is None:
-            return None
-        rest = left
+        # the rest's pieces in order, each cut by each of the rule's cubes (as match_intersect, pruned)
+        mine = [z for i in hit for y in rule.match.cubes
+                if (z := _cube_and(rest.cubes[i], y)) is not None and cube_point(z) is not None]
+        pieces.append((rule, Match(tuple(mine))))
+        for c in rule.match.cubes:
+            if not rest.cubes:
+                break
+            rest.cut(c)
+            if len(rest.cubes) > budget:
+                return None
     if rest.cubes:
-        pieces.append((None, rest))
+        pieces.append((None, Match(tuple(rest.cubes))))
     return pieces
+
+
+def _overlap_size(rest: _Pieces, match: Match) -> int:
+    """match_size(match_intersect(rest, match)): the points they share, well-formed or not."""
+    total = 0
+    for y in match.cubes:
+        for i in rest.near(y):
+            z = _cube_and(rest.cubes[i], y)
+            if z is not None:
+                total += match_size(Match((z,)))
+    return total
+
+
+def _match_hull(match: Match) -> Hull:
+    """One box around all of a match's cubes (an inverted box when it has none)."""
+    hulls = [_hull(c) for c in match.cubes if not c.is_empty()]
+    if not hulls:
+        return (1, 0, 1, 0, 1, 0, 1, 0)
+    return tuple(min(col) if k % 2 == 0 else max(col) for k, col in enumerate(zip(*hulls)))  # type: ignore[return-value]
 
 
 def minimal_cover(region: Match, candidates: Sequence[Rule], action: Action,
@@ -158,29 +323,53 @@ def minimal_cover(region: Match, candidates: Sequence[Rule], action: Action,
     """A set of candidates whose matches together hold every packet of `region`,
     none of them unnecessary (greedy cover, then pruned); those with an action
     other than `action` first. None when they do not cover it or past the budget.
+
+    Greedy: each round takes the candidate sharing the most points with what is
+    left (ties: the earlier one, but one with another action over one with
+    `action`). A candidate's count changes only when a piece it touches was cut,
+    so only those are counted again. Pruning: a chosen rule is unnecessary when
+    the others hold the region's packets inside it.
     """
-    rest = subtract(region, (), budget)
+    rest = _Pieces(_prune(list(region.cubes)))
     chosen: list[Rule] = []
     pool = list(candidates)
-    while rest is not None and rest.cubes:
-        best, best_size = None, 0
-        for rule in pool:
-            size = match_size(match_intersect(rest, rule.match))
-            if size > best_size or (size == best_size and size and best is not None
-                                    and best.action is action and rule.action is not action):
-                best, best_size = rule, size
-        if best is None:
+    alive = [True] * len(pool)
+    sizes = [_overlap_size(rest, rule.match) for rule in pool]
+    boxes = np.array([_match_hull(rule.match) for rule in pool], dtype=np.int64).reshape(-1, 8)
+    while rest.cubes:
+        best, best_size = -1, 0
+        for k, rule in enumerate(pool):
+            if not alive[k]:
+                continue
+            size = sizes[k]
+            if size > best_size or (size == best_size and size and best >= 0
+                                    and pool[best].action is action and rule.action is not action):
+                best, best_size = k, size
+        if best < 0:
             return None
-        chosen.append(best)
-        pool.remove(best)
-        rest = subtract(rest, (best.match,), budget)
-    if rest is None:
-        return None
+        chosen.append(pool[best])
+        alive[best] = False
+        changed: list[Cube] = []
+        for c in pool[best].match.cubes:
+            if not rest.cubes:
+                break
+            changed.extend(rest.cut(c))
+            if len(rest.cubes) > budget:
+                return None
+        touched: set[int] = set()
+        for x in changed:
+            touched.update(_near(boxes, _hull(x)).tolist())
+        for k in touched:
+            if alive[k]:
+                sizes[k] = _overlap_size(rest, pool[k].match)
     for rule in list(reversed(chosen)):
-        others = [r.match for r in chosen if r is not rule]
-        left = subtract(region, others, budget)
+        inside = match_intersect(region, rule.match)
+        others = [r.match for r in chosen if r is not rule and meet(inside, r.match)]
+        left = subtract(inside, others, budget)
         if left is None:
-            return None
+            left = subtract(region, [r.match for r in chosen if r is not rule], budget)
+            if left is None:
+                return None
         if not left.cubes:
             chosen.remove(rule)
     chosen.sort(key=lambda r: (r.action is action, r.index))
@@ -233,6 +422,32 @@ def covers(big: Match, small: Match) -> bool:
                    and _within(s.dport, b.dport) for b in big.cubes) for s in small.cubes if not s.is_empty())
 
 
+_UNPORTED = complement(tuple((p, p) for p in PORTED_PROTOCOLS), PROTO_MAX)
+
+
+def holds(big: Match, small: Match, budget: int = CUBE_BUDGET) -> bool | None:
+    """Is every well-formed packet of `small` in `big`? None past the budget.
+
+    The answer of uncovered_point(small, (big,)) (none: True, found: False),
+    decided for one cube in another by comparing fields, since this is asked
+    for every overlapping pair: its ported protocols need the addresses and
+    ports inside, its other protocols (port 0 only) the addresses and port 0.
+    """
+    if len(big.cubes) != 1 or len(small.cubes) != 1 or budget < len(_FIELDS):
+        status, _ = uncovered_point(small, (big,), budget)  # one cube in one cube: at most 4 splits
+        return None if status == "budget" else status == "none"
+    t, m = big.cubes[0], small.cubes[0]
+    if cube_point(m) is None:
+        return True
+    if t.is_empty() or not (_within(m.src, t.src) and _within(m.dst, t.dst)):
+        return False
+    for p in PORTED_PROTOCOLS:
+        if contains(m.proto, p) and not (contains(t.proto, p) and _within(m.dport, t.dport)):
+            return False
+    unported = intersect(m.proto, _UNPORTED)
+    return not (unported and contains(m.dport, 0) and not (_within(unported, t.proto) and contains(t.dport, 0)))
+
+
 def samples(match: Match, limit: int = 6) -> list[Packet]:
     """A few well-formed packets spread over the match (corners and recognisable hosts),
     to try before any exhaustive work: one of them is often the witness needed."""
@@ -275,11 +490,16 @@ def uncovered_point(region: Match, cuts: Iterable[Match], budget: int = CUBE_BUD
     uncovered cube for the packet to return (None: keep looking).
     """
     cut_cubes = [c for m in cuts for c in m.cubes if not c.is_empty()]
-    stack = [(r, cut_cubes) for r in reversed(region.cubes) if not r.is_empty()]
+    boxes = _hulls(cut_cubes) if len(cut_cubes) >= _SCAN else None
+    everything = list(range(len(cut_cubes)))
+    stack = [(r, everything) for r in reversed(region.cubes) if not r.is_empty()]
     splits = 0
     while stack:
-        r, cs = stack.pop()
-        cs = [c for c in cs if cubes_meet(r, c)]
+        r, ids = stack.pop()
+        if boxes is not None and len(ids) >= _SCAN:  # the cuts whose boxes meet r's, in order
+            ids = [ids[k] for k in _near(boxes[ids], _hull(r)).tolist()]
+        ids = [i for i in ids if cubes_meet(r, cut_cubes[i])]
+        cs = [cut_cubes[i] for i in ids]
         if not cs:
             found = accept(r) if accept is not None else cube_point(r)
             if found is not None:
@@ -294,10 +514,9 @@ def uncovered_point(region: Match, cuts: Iterable[Match], budget: int = CUBE_BUD
         for name in _FIELDS:
             mine, theirs = getattr(r, name), getattr(c, name)
             if not _within(mine, theirs):
-                outside = intersect(mine, complement(theirs, _MAXIMA[name]))
-                inside = intersect(mine, theirs)
-                stack.append((_replace(r, name, outside), cs))
-                stack.append((_replace(r, name, inside), cs))
+                outside, inside = _split(mine, theirs, _MAXIMA[name])
+                stack.append((_replace(r, name, outside), ids))
+                stack.append((_replace(r, name, inside), ids))
                 break
     return "none", None
 

@@ -15,6 +15,8 @@ import bisect
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import numpy as np
+
 from sealnet.compiler.ir import ADDR_MAX, PORTED_PROTOCOLS, IntervalSet, Match, Packet, Policy, Rule, contains
 
 
@@ -122,3 +124,77 @@ def a_point(match: Match) -> Packet | None:
             if portless is not None:
                 return Packet(cube.src[0][0], cube.dst[0][0], portless, 0, 0)
     return None
+
+
+# A cube with more boxes than this (a product of long interval lists) is tested cube by cube instead.
+MAX_BOXES = 64
+
+
+def boxes_of(match: Match) -> list[tuple[int, ...]] | None:
+    """The match as boxes (one interval per field): the product of each cube's
+    interval lists. None when that is more than MAX_BOXES."""
+    out: list[tuple[int, ...]] = []
+    for c in match.cubes:
+        if c.is_empty():
+            continue
+        if len(c.src) * len(c.dst) * len(c.proto) * len(c.dport) + len(out) > MAX_BOXES:
+            return None
+        out.extend((s[0], s[1], d[0], d[1], p[0], p[1], q[0], q[1])
+                   for s in c.src for d in c.dst for p in c.proto for q in c.dport)
+    return out
+
+
+def boxes_meet(rows: np.ndarray, q: tuple[int, ...]) -> np.ndarray:
+    """Which boxes share a well-formed packet with box q: the four fields meet, and
+    the common protocols include a ported one, or a portless one with port 0 in common."""
+    plo, phi = np.maximum(rows[:, 4], q[4]), np.minimum(rows[:, 5], q[5])
+    dlo, dhi = np.maximum(rows[:, 6], q[6]), np.minimum(rows[:, 7], q[7])
+    ported = np.zeros(len(rows), dtype=np.int64)
+    for p in PORTED_PROTOCOLS:
+        ported += (plo <= p) & (p <= phi)
+    well_formed = (ported > 0) | ((dlo == 0) & (phi - plo + 1 > ported))
+    return ((rows[:, 0] <= q[1]) & (q[0] <= rows[:, 1]) & (rows[:, 2] <= q[3]) & (q[2] <= rows[:, 3])
+            & (plo <= phi) & (dlo <= dhi) & well_formed)
+
+
+class RuleBoxes:
+    """Every rule's match as rows of boxes, so which of many rules share a packet
+    with a match is one exact vector test (firstmatch.meet's answer) instead of a loop."""
+
+    def __init__(self, matches: Sequence[Match]):
+        rows: list[tuple[int, ...]] = []
+        self.start = np.zeros(len(matches), dtype=np.int64)
+        self.count = np.zeros(len(matches), dtype=np.int64)
+        self.wide = np.zeros(len(matches), dtype=bool)  # too many boxes: the caller tests these itself
+        for i, m in enumerate(matches):
+            boxes = boxes_of(m)
+            self.start[i] = len(rows)
+            if boxes is None:
+                self.wide[i] = True
+            else:
+                rows.extend(boxes)
+                self.count[i] = len(boxes)
+        self.rows = np.asarray(rows or np.zeros((0, 8)), dtype=np.int64).reshape(-1, 8)
+
+    def meeting(self, match: Match, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Of the rules `ids` (ascending): those that share a well-formed packet with
+        `match`, and those too wide to say (test them yourself). None: the match is too wide."""
+        query = boxes_of(match)
+        if query is None:
+            return None
+        wide = ids[self.wide[ids]]
+        ids = ids[~self.wide[ids]]
+        counts = self.count[ids]
+        total = int(counts.sum())
+        if total == 0:
+            return ids[:0], wide
+        ends = np.cumsum(counts)
+        rows = np.repeat(self.start[ids] - (ends - counts), counts) + np.arange(total)
+        owner = np.repeat(np.arange(len(ids)), counts)
+        boxes = self.rows[rows]
+        hit = np.zeros(total, dtype=bool)
+        for q in query:
+            hit |= boxes_meet(boxes, q)
+        mine = np.zeros(len(ids), dtype=bool)
+        mine[owner[hit]] = True
+        return ids[mine], wide

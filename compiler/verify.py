@@ -31,10 +31,16 @@ the reason (timeout, resource limit, budget). Unknown is never a pass.
 
 How: rules are filed by the address regions they touch (regions.py) and
 carry a bounding box, so a rule is only compared with the few rules of its
-buckets whose boxes meet it (numpy over the bucket). Those comparisons are
-exact cube arithmetic (firstmatch.py); Z3 is asked only where the cubes
-fragment past a budget, on one incremental solver with a timeout per query
-and a total budget.
+buckets whose boxes meet it (numpy over the bucket; a broad rule's box is
+tested against every rule's, and many candidates are met exactly by
+regions.RuleBoxes). Those comparisons are exact cube arithmetic
+(firstmatch.py, which cuts a region only where boxes meet); Z3 is asked only
+where the cubes fragment past a budget, on one incremental solver with a
+timeout per query and a total budget. A rule none of whose sample packets it
+decides is first partitioned by the earlier rules (a bounded number of
+pieces): an empty rest proves it decides nothing, and the pieces are those
+its blocking set is named from; otherwise the depth-first search decides.
+Decisions of witness packets are kept per packet.
 """
 
 from __future__ import annotations
@@ -51,10 +57,10 @@ import z3
 from sealnet.compiler.cubes import match_intersect, match_size
 from sealnet.compiler.diagnostics import Note, Severity
 from sealnet.compiler.findings import Finding, Outcome, Proved, findings_to_diagnostics  # noqa: F401  (re-exported for lint)
-from sealnet.compiler.firstmatch import (covers, cube_point, find_decided, is_void, meet, minimal_cover, partition,
+from sealnet.compiler.firstmatch import (_hull, _near, covers, cube_point, find_decided, holds, is_void, meet, minimal_cover, partition,
                                           point, samples, subtract, uncovered_point)
 from sealnet.compiler.ir import Action, AssertKind, Cube, Match, Packet, Policy, Rule, Span
-from sealnet.compiler.regions import RegionMap, RuleIndex
+from sealnet.compiler.regions import RegionMap, RuleBoxes, RuleIndex
 from sealnet.compiler.semantics import Decision, decide
 from sealnet.compiler.solving import Budget, Session, Status, Undecided
 from sealnet.compiler.icmp_errors import silenced_seal_rules
@@ -66,6 +72,13 @@ from sealnet.compiler.z3_encoding import ACTION_CODES, Chain, PacketVars, match_
 PLAIN_CHECK_LIMIT = 256
 # From this many rules on, the rule checks run in two processes (fork).
 PARALLEL_MIN_RULES = 2000
+# A rule none of whose sample packets it decides is first cut by the earlier rules, up to
+# this many pieces: when nothing is left it decides nothing, and the pieces name its blockers.
+PARTITION_FIRST_PIECES = 256
+# A match filed in more buckets than this meets candidates by box over all rules.
+BROAD_BUCKETS = 16
+# From this many candidates on, overlap is tested on all of them at once (numpy) rather than one by one.
+OVERLAP_BOXES_MIN = 64
 # Rules named in a finding's notes; the finding's `rules` lists them all.
 NOTES_SHOWN = 8
 
@@ -154,6 +167,10 @@ class Verifier:
                 self.index.buckets.setdefault(key, []).append(rule.index)
         self._bucket_arrays = {k: np.asarray(v, dtype=np.int64) for k, v in self.index.buckets.items()}
         self._boxes = np.asarray([box(m) for m in self.scoped] or np.zeros((0, 8)), dtype=np.int64).reshape(-1, 8)
+        self._bucket_boxes: dict[tuple[int, int], np.ndarray] = {}  # the boxes of a bucket's rules, on first need
+        self._all_ids = np.arange(len(self.rules), dtype=np.int64)
+        self._matches: dict[Packet, list[int]] = {}  # packet -> the first two rules that match it
+        self._rule_boxes = RuleBoxes(self.scoped)
         self.session = Session(budget)
         self.cubes = self.session.budget.cubes
         self.p = PacketVars.fresh()
@@ -174,15 +191,26 @@ class Verifier:
         arrays = [self._bucket_arrays[k] for k in keys if k in self._bucket_arrays]
         if not arrays:
             return np.zeros(0, dtype=np.int64)
-        ids = arrays[0] if len(arrays) == 1 else np.unique(np.concatenate(arrays))
+        if len(arrays) > BROAD_BUCKETS:  # a broad match: testing every rule's box is cheaper than merging
+            ids = self._all_ids
+        else:
+            ids = arrays[0] if len(arrays) == 1 else np.unique(np.concatenate(arrays))
         b = self._boxes[ids]
         q = box(match)
         meet = ((b[:, 0] <= q[1]) & (q[0] <= b[:, 1]) & (b[:, 2] <= q[3]) & (q[2] <= b[:, 3])
                 & (b[:, 4] <= q[5]) & (q[4] <= b[:, 5]) & (b[:, 6] <= q[7]) & (q[6] <= b[:, 7]))
         return ids[meet]
 
-    def _overlapping(self, match: Match, ids) -> list[Rule]:
-        return [self.rules[i] for i in ids.tolist() if overlaps(self.scoped[i], match)]
+    def _overlapping(self, match: Match, ids: np.ndarray) -> list[Rule]:
+        """The rules `ids` (ascending) that share a packet with the match, in order."""
+        found = None if len(ids) < OVERLAP_BOXES_MIN else self._rule_boxes.meeting(match, ids)
+        if found is None:
+            return [self.rules[i] for i in ids.tolist() if overlaps(self.scoped[i], match)]
+        hit, wide = found
+        chosen = hit.tolist()
+        if len(wide):
+            chosen = sorted(chosen + [i for i in wide.tolist() if overlaps(self.scoped[i], match)])
+        return [self.rules[i] for i in chosen]
 
     # -- Z3 helpers (only where the cubes fragment past their budget) -----------------
     def pred(self, rule: Rule) -> z3.BoolRef:
@@ -213,17 +241,34 @@ class Verifier:
                 policy = replace(policy, rules=tuple(r for r in policy.rules if r is not without))
             d = decide(policy, packet)
             return d.action, d.rule_index
+        for i in self._matching(packet):
+            if without is None or i != without.index:
+                return self.rules[i].action, i
+        return self.policy.default, None
+
+    def _matching(self, packet: Packet) -> list[int]:
+        """The rules that match the packet, in order, up to the second (what a decision
+        with or without one rule needs); kept, since a packet is often asked about again."""
+        found = self._matches.get(packet)
+        if found is not None:
+            return found
+        found = []
         key = (self.index.regions.region_of(packet.src).id, self.index.regions.region_of(packet.dst).id)
         ids = self._bucket_arrays.get(key)
         if ids is not None:
-            b = self._boxes[ids]
+            b = self._bucket_boxes.get(key)
+            if b is None:
+                b = self._bucket_boxes[key] = self._boxes[ids]
             ids = ids[(b[:, 0] <= packet.src) & (packet.src <= b[:, 1]) & (b[:, 2] <= packet.dst)
                       & (packet.dst <= b[:, 3]) & (b[:, 4] <= packet.proto) & (packet.proto <= b[:, 5])
                       & (b[:, 6] <= packet.dport) & (packet.dport <= b[:, 7])]
             for i in ids.tolist():
-                if (without is None or i != without.index) and self.rules[i].match.matches(packet):
-                    return self.rules[i].action, i
-        return self.policy.default, None
+                if self.rules[i].match.matches(packet):
+                    found.append(i)
+                    if len(found) == 2:
+                        break
+        self._matches[packet] = found
+        return found
 
     def _check(self, ok: bool, what: str, packet: Packet) -> None:
         if not ok:
@@ -308,10 +353,20 @@ class Verifier:
             return
         trial = samples(mine)
         decided = [p for p in trial if self._decision(p)[1] == rule.index]
+        if not decided and earlier:
+            # No sample is its own: most such rules decide nothing. Cutting it by the earlier
+            # rules settles that and is what naming the blocking rules needs anyway.
+            # A few pieces at most: a rule that fragments more (broad, often live) goes the depth-first way.
+            limit = min(self.cubes, PARTITION_FIRST_PIECES)
+            pieces = partition(mine, earlier, limit)
+            if pieces is not None and pieces[-1][0] is not None:
+                self._blocked(rule, mine, earlier, pieces)  # the same pieces as with the full budget
+                return
         if not any(self._decision(p, without=rule)[0] is not rule.action for p in decided):
             # exhaustive: the packets it decides (its cubes less the earlier rules', depth first),
             # and among them one that the later rules or the default decide otherwise
-            later = self._overlapping(mine, ids[ids > rule.index])
+            later_ids = ids[ids > rule.index]
+            later_boxes = self._boxes[later_ids]
             first: list[Packet] = []
             over = []
 
@@ -320,7 +375,9 @@ class Verifier:
                 if p is None:
                     return None
                 first.append(p)
-                status, q = find_decided(Match((cube,)), later, self.policy.default,
+                # only the later rules that can meet this cube take part (find_decided skips the others)
+                near = later_ids[_near(later_boxes, _hull(cube))].tolist()
+                status, q = find_decided(Match((cube,)), [self.rules[i] for i in near], self.policy.default,
                                          lambda act: act is not rule.action, self.cubes)
                 if status == "budget":
                     over.append(cube)
@@ -332,6 +389,7 @@ class Verifier:
                 self._check(self._decision(w)[1] == rule.index and
                             self._decision(w, without=rule)[0] is not rule.action, f"`{rule.name}` deciding", w)
             elif status == "budget" or over:
+                later = self._overlapping(mine, later_ids)
                 known = decided + first
                 decided_z3 = known[0] if known else self._decides_z3(rule, earlier)
                 if decided_z3 is None:
@@ -343,13 +401,15 @@ class Verifier:
             elif status == "none":
                 w = first[0]
                 self._check(self._decision(w)[1] == rule.index, f"`{rule.name}` deciding", w)
-                self._redundant_by_later(rule, earlier, later, w, Match(()))
+                self._redundant_by_later(rule, earlier, [], w, Match(()))
         self._pairs(rule, mine, overlapped)
 
-    def _blocked(self, rule: Rule, mine: Match, earlier: list[Rule]) -> None:
-        """The rule decides nothing: classify, and name a minimal blocking set."""
+    def _blocked(self, rule: Rule, mine: Match, earlier: list[Rule], pieces: list | None = None) -> None:
+        """The rule decides nothing: classify, and name a minimal blocking set.
+        (`pieces`: partition(mine, earlier) when the caller has it.)"""
         self._dead.add(rule.index)
-        pieces = partition(mine, earlier, self.cubes)
+        if pieces is None:
+            pieces = partition(mine, earlier, self.cubes)
         if pieces is None:
             self._blocked_z3(rule, earlier)
             return
@@ -415,18 +475,15 @@ class Verifier:
             if other.action is rule.action:
                 continue
             theirs = self.scoped[other.index]
-            mine_only, _ = uncovered_point(mine, (theirs,), self.cubes)
-            if mine_only == "budget":
-                mine_only = "none" if self._model(self.pred(rule), z3.Not(self.pred(other))) is None else "found"
-            if mine_only == "none":
+            within = holds(theirs, mine, self.cubes)
+            if within is None:
+                within = self._model(self.pred(rule), z3.Not(self.pred(other))) is None
+            if within:
                 continue  # rule within other: it decides nothing there (reported above if at all)
-            theirs_only, _ = uncovered_point(theirs, (mine,), self.cubes)
-            if theirs_only == "budget":
-                theirs_only = "none" if self._model(self.pred(other), z3.Not(self.pred(rule))) is None else "found"
-            mine_only_void, theirs_only_void = False, theirs_only == "none"
-            if mine_only_void:
-                continue  # rule within other: it decides nothing there (reported above if at all)
-            (generalized if theirs_only_void else correlated).append(other)
+            contains_it = holds(mine, theirs, self.cubes)
+            if contains_it is None:
+                contains_it = self._model(self.pred(other), z3.Not(self.pred(rule))) is None
+            (generalized if contains_it else correlated).append(other)
         for kind, others, verb in (("generalization", generalized, "generalizes"),
                                    ("correlated", correlated, "partially overlaps")):
             if not others:
