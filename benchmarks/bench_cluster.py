@@ -1,7 +1,8 @@
 """The cluster's headline figures: the Dask pipeline's makespan and cluster initialisation.
 
 Run (root, BPF, tcpdump not needed, the 'demo' extra):
-    .venv/bin/python benchmarks/bench_cluster.py [--reps 5] [--sizes 10,100,1000] [--agents-max 100]
+    .venv/bin/python benchmarks/bench_cluster.py [--reps 5] [--sizes 10,100,1000] [--agents-max 1000]
+        [--nodes-per-agent K]
 
 1. Pipeline makespan: the genomics Dask workflow (scripts/genomics_dask.py)
    on a 2-nodes-per-domain cluster of examples/genomics.policy, three ways:
@@ -16,9 +17,10 @@ Run (root, BPF, tcpdump not needed, the 'demo' extra):
    iperf3 TCP throughput, plaintext against sealnet.
 3. Initialisation, by phase, for clusters of 10, 100, 1,000 nodes (two TEE
    domains with /20 node ranges, a generated policy): bundle, topology, keys,
-   nodes (agents loaded, keyed, enforcing). Sizes above --agents-max nodes
-   measure the topology only and say so: the agent runs one process per node
-   today.
+   nodes (agents loaded, keyed, enforcing), with the CPU seconds the agent
+   and control plane processes used per node. Sizes above --agents-max nodes
+   measure the topology only and say so. The cluster groups a domain's nodes
+   into agent processes (--nodes-per-agent, default: the cluster's choice).
 
 Writes cluster-<time>.json, .md and .png under --out. Everything created is
 removed on exit, also on failure.
@@ -198,6 +200,16 @@ def bench_wan(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return out
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a running process (nsenter execs the agent: same pid)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def bench_init(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     policy_path = work / "scale.policy"
     policy_path.write_text(SCALE_POLICY.format())
@@ -211,9 +223,18 @@ def bench_init(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
         if per_domain * 2 <= args.agents_max:
             state_dir = str(work / f"init-{size}")
             try:
-                state = lifecycle.up(str(policy_path), per_domain, state_dir, timeout=600)
+                load = os.getloadavg()[0]
+                state = lifecycle.up(str(policy_path), per_domain, state_dir, timeout=600,
+                                     nodes_per_agent=args.nodes_per_agent)
                 row["phases_s"] = dict(state.phases)
                 row["hosts"] = len(state.layout.hosts) if state.layout else 0
+                agents = [p for p in state.processes if p.role == "node"]
+                row["agents"] = len(agents)
+                row["agent_cpu_s_per_node"] = sum(_cpu_seconds(p.pid) for p in agents) / row["nodes"]
+                row["controlplane_cpu_s_per_node"] = sum(
+                    _cpu_seconds(p.pid) for p in state.processes if p.role == "controlplane") / row["nodes"]
+                row["loadavg_1m_before"] = load
+                row["loadavg_1m_after"] = os.getloadavg()[0]
             except Exception as exc:
                 agents_error = str(exc).splitlines()[0][:200]
             finally:
@@ -226,13 +247,16 @@ def bench_init(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
                 row["phases_s"] = {"topology": topology.build(layout)}
                 row["hosts"] = len(layout.hosts)
                 row["note"] = (f"topology only: agents failed: {agents_error}" if agents_error
-                               else "topology only: the node agent runs one process per node")
+                               else f"topology only: above --agents-max {args.agents_max}")
             finally:
                 started = time.perf_counter()
                 topology.teardown(layout.cluster_id)
                 row["down_s"] = time.perf_counter() - started
         row["enforcing_s"] = sum(v for k, v in row["phases_s"].items() if k != "bundle")
         print(f"init {row['nodes']:>5} nodes: " + ", ".join(f"{k} {v:.3f} s" for k, v in row["phases_s"].items())
+              + (f", {row['agents']} agents, {row['agent_cpu_s_per_node']:.3f} agent CPU-s/node, "
+                 f"{row['controlplane_cpu_s_per_node']:.3f} control-plane CPU-s/node, "
+                 f"load {row['loadavg_1m_before']:.1f}->{row['loadavg_1m_after']:.1f}" if "agents" in row else "")
               + (f" ({row['note']})" if "note" in row else ""), flush=True)
         rows.append(row)
     return rows
@@ -254,12 +278,16 @@ def _markdown(doc: dict[str, Any]) -> str:
         for name, r in doc["wan"].items():
             lines.append(f"| {name} | {r['tcp_rtt_us']:.1f} us | {r['rtt_added_us']:+.1f} us | "
                          f"{r['tcp_gbit_s']:.2f} Gbit/s | {r['throughput_ratio']:.3f} |")
-    lines += ["", "## Initialisation by phase", "", "| nodes | hosts | " + "phase seconds | enforcing (excl. bundle) | down |",
-              "|---|---|---|---|---|"]
+    lines += ["", "## Initialisation by phase", "",
+              "| nodes | hosts | agents | phase seconds | enforcing (excl. bundle) | agent CPU-s/node | "
+              "control-plane CPU-s/node | load 1m | down |", "|---|---|---|---|---|---|---|---|---|"]
     for row in doc["init"]:
         phases = ", ".join(f"{k} {v:.3f}" for k, v in row["phases_s"].items())
-        lines.append(f"| {row['nodes']} | {row['hosts']} | {phases}{' (' + row['note'] + ')' if 'note' in row else ''} "
-                     f"| {row['enforcing_s']:.3f} s | {row['down_s']:.3f} s |")
+        cpu = (f"{row['agent_cpu_s_per_node']:.3f} | {row['controlplane_cpu_s_per_node']:.3f} | "
+               f"{row['loadavg_1m_before']:.1f} -> {row['loadavg_1m_after']:.1f}") if "agents" in row else "| |"
+        lines.append(f"| {row['nodes']} | {row['hosts']} | {row.get('agents', '-')} | "
+                     f"{phases}{' (' + row['note'] + ')' if 'note' in row else ''} "
+                     f"| {row['enforcing_s']:.3f} s | {cpu} | {row['down_s']:.3f} s |")
     return "\n".join(lines) + "\n"
 
 
@@ -297,7 +325,9 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--reads", type=int, default=2000)
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10, 100, 1000])
-    parser.add_argument("--agents-max", type=int, default=100)
+    parser.add_argument("--agents-max", type=int, default=1000, help="above this many nodes, the topology only")
+    parser.add_argument("--nodes-per-agent", type=int, default=None,
+                        help="nodes per `sealnet node run` process (default: the cluster's choice)")
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--skip-wan", action="store_true")
     parser.add_argument("--pings", type=int, default=2000, help="TCP round trips per wan measurement")

@@ -197,10 +197,16 @@ def run_in_netns(name: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> 
 @contextmanager
 def iproute(netns: str | None = None) -> Iterator[IPRoute]:
     """An RTNL socket in ``netns`` (host namespace when None). Never creates a
-    namespace implicitly (pyroute2 would by default)."""
+    namespace implicitly (pyroute2 would by default).
+
+    The socket is opened with this thread inside the namespace (`enter`), and
+    a socket belongs to the namespace it was created in for its whole life:
+    about 1.5 ms, where pyroute2's own `netns=` starts a helper at about 20 ms
+    a call (a node agent serving many nodes makes several calls per node)."""
     if netns is not None and not netns_exists(netns):
         raise NetnsError(f"network namespace {netns!r} does not exist", errno.ENOENT)
-    ipr = IPRoute(netns=netns, flags=0) if netns is not None else IPRoute()
+    with entered(netns):
+        ipr = IPRoute()
     try:
         yield ipr
     finally:

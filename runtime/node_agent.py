@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import aiohttp
 from cryptography.hazmat.primitives import serialization
 
 from sealnet.contracts import abi
@@ -53,10 +54,16 @@ TICK_SECONDS = 1.0
 REPLAY_SAVE_SECONDS = 10.0
 
 
+_LOG_LOCK = threading.Lock()  # an agent serving several nodes logs from several threads
+
+
 def log(event: str, **fields: Any) -> None:
     """One JSON line per event on stderr (journald and log shippers read it as is)."""
     record = {"ts": round(time.time(), 3), "event": event, **fields}
-    print(json.dumps(record, sort_keys=True, default=str), file=sys.stderr, flush=True)
+    line = json.dumps(record, sort_keys=True, default=str) + "\n"
+    with _LOG_LOCK:  # print() writes the line and its newline apart: threads would interleave them
+        sys.stderr.write(line)
+        sys.stderr.flush()
 
 
 def signer_id(public_key: Any) -> str:
@@ -65,8 +72,38 @@ def signer_id(public_key: Any) -> str:
     return "ed25519:" + hashlib.sha256(raw).hexdigest()[:32]
 
 
+# The last bundles verified, by (path, trust) and what the file system says of both: an agent
+# serving several nodes reads and checks a bundle once, not once per node. A changed file
+# (size, mtime, inode) is verified again.
+_VERIFIED: dict[tuple[Any, ...], tuple[VerifiedBundle, str]] = {}
+_VERIFIED_LOCK = threading.Lock()
+_VERIFIED_MAX = 4
+
+
+def _file_identity(path: str) -> tuple[int, int, int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def verified_bundle(path: str, trust: str) -> tuple[VerifiedBundle, str]:
     """Read (bounded, non-blocking) and verify a bundle; refuses with one line."""
+    try:
+        key_id = (path, trust, _file_identity(path), _file_identity(trust))
+    except OSError:
+        key_id = None  # let the reads below say what is wrong
+    with _VERIFIED_LOCK:
+        if key_id is not None and key_id in _VERIFIED:
+            return _VERIFIED[key_id]
+    result = _verify_bundle(path, trust)
+    if key_id is not None:
+        with _VERIFIED_LOCK:
+            while len(_VERIFIED) >= _VERIFIED_MAX:
+                _VERIFIED.pop(next(iter(_VERIFIED)))
+            _VERIFIED[key_id] = result
+    return result
+
+
+def _verify_bundle(path: str, trust: str) -> tuple[VerifiedBundle, str]:
     key = load_public(trust)
     try:
         data = read_bounded(path, MAX_BUNDLE_BYTES, "bundle")
@@ -130,6 +167,15 @@ class FileSource:
         return False
 
 
+_RUNTIME_LOG_LOCKS: dict[str, threading.Lock] = {}
+_RUNTIME_LOG_LOCKS_LOCK = threading.Lock()
+
+
+def _runtime_log_lock(path: str) -> threading.Lock:
+    with _RUNTIME_LOG_LOCKS_LOCK:
+        return _RUNTIME_LOG_LOCKS.setdefault(os.path.abspath(path), threading.Lock())
+
+
 class ControlSource:
     """The bundle from files (verified as above); keys from the domain's control plane over MAKE.
 
@@ -141,8 +187,9 @@ class ControlSource:
 
     RETRY_SECONDS = 5.0
 
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig, channel: ControlChannel | None = None) -> None:
         self.config = config
+        self.channel = channel
         self.next_refresh = 0.0
         try:
             if config.sim_platform:
@@ -173,30 +220,67 @@ class ControlSource:
         verified, signer = verified_bundle(cfg.bundle or "", cfg.trust or "")
         domain = self._domain(verified.manifest)
         try:
-            log_file = os.environ.get(RUNTIME_LOG_ENV) or runtime_log.log_path(node.STATE_DIR)
-            measured = runtime_log.record_bundle(log_file, verified.measurement, rtmr_path=self.rtmr_path)
+            log_file = cfg.runtime_log or os.environ.get(RUNTIME_LOG_ENV) or runtime_log.log_path(node.STATE_DIR)
+            with _runtime_log_lock(log_file):  # nodes of one agent sharing a log must not interleave writes
+                measured = runtime_log.record_bundle(log_file, verified.measurement, rtmr_path=self.rtmr_path)
         except EvidenceError as exc:
             raise UserError(str(exc)) from None
-        try:
-            release = asyncio.run(control_client.attest(
+        def exchange(http: Any = None) -> Any:
+            return control_client.attest(
                 cfg.control or "", domain=domain, manifest=verified.manifest,
                 bundle_measurement=verified.measurement, attester=self.attester, verifier=self.verifier,
-                runtime_log=measured))
+                runtime_log=measured, http=http)
+        try:
+            release = self.channel.run(exchange) if self.channel is not None else asyncio.run(exchange())
         except control_client.ControlError as exc:
             log("control_plane_refused" if exc.code != "unreachable" else "control_plane_unreachable",
-                iface=cfg.iface, code=exc.code, error=str(exc))
+                iface=cfg.iface, netns=cfg.netns, code=exc.code, error=str(exc))
             self.next_refresh = time.monotonic() + self.RETRY_SECONDS
             return Desired(verified, signer, None, "<control plane>", "")
         keys_doc = release.payload["keys"]
         digest = hashlib.sha256(json.dumps(keys_doc["pairs"], sort_keys=True).encode()).hexdigest()
         self.next_refresh = time.monotonic() + max(1.0, float(release.payload.get("period", 3600)) / 2)
-        log("control_plane_release", iface=cfg.iface, domain=domain, epoch=release.payload.get("epoch"),
+        log("control_plane_release", iface=cfg.iface, netns=cfg.netns, domain=domain,
+            epoch=release.payload.get("epoch"),
             simulated=release.simulated, missing=release.payload.get("missing"))
         return Desired(verified, signer, release.key_file(), "<control plane>", digest)
 
     def wait(self, timeout: float) -> bool:
         time.sleep(timeout)
         return time.monotonic() >= self.next_refresh
+
+
+class ControlChannel:
+    """One event loop and one keep-alive HTTP session for the MAKE exchanges of every node an agent
+    serves: each node still runs its own exchange (own evidence, transcript and release), and
+    exchanges of different nodes overlap. `run` is called from any thread and blocks until done."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="make-channel", daemon=True)
+        self.thread.start()
+        self.http: Any = None
+
+    async def _session(self) -> Any:
+        if self.http is None:  # created on the loop that uses it
+            self.http = aiohttp.ClientSession(timeout=control_client.TIMEOUT,
+                                              connector=aiohttp.TCPConnector(limit=64))
+        return self.http
+
+    def run(self, exchange: Any) -> Any:
+        async def body() -> Any:
+            return await exchange(await self._session())
+        return asyncio.run_coroutine_threadsafe(body(), self.loop).result()
+
+    def close(self) -> None:
+        async def shut() -> None:
+            if self.http is not None:
+                await self.http.close()
+        try:
+            asyncio.run_coroutine_threadsafe(shut(), self.loop).result(timeout=5)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=5)
 
 
 # --------------------------------------------------------------------- the agent
@@ -217,6 +301,7 @@ class AgentConfig:
     sim_platform: str | None = None  # with --control: attest with a SIMULATED platform key (labs)
     sim_launch: str | None = None
     allow_sim: tuple[str, ...] = ()  # with --control: trust a control plane's SIMULATED platform key
+    runtime_log: str | None = None  # this node's runtime measurement log (a simulated TEE of its own)
 
 
 class Agent:
@@ -292,28 +377,31 @@ class Agent:
             seq.update(bytes(4), nonce_ledger.sequence_base(generation).to_bytes(8, "little"))
         log("generation_renewed", iface=self.config.iface, generation=generation)
 
-    def run(self) -> int:
-        cfg = self.config
-        log("starting", iface=cfg.iface, netns=cfg.netns, pid=os.getpid())
-        server = node_metrics.start([(cfg.iface, cfg.netns)], node.STATE_DIR, cfg.metrics) if cfg.metrics else None
+    def start(self) -> None:
+        log("starting", iface=self.config.iface, netns=self.config.netns, pid=os.getpid())
+        self.adopt()
+        self.converge()
+
+    def step(self, reload: bool) -> None:
+        """One turn of the loop: converge when asked (SIGHUP) or when the source has news, then tick."""
+        if reload or self.source.wait(0):
+            self.reconverge()
+        self.safe_tick()
+
+    def reconverge(self) -> None:
         try:
-            self.adopt()
             self.converge()
-            while not self.stop.is_set():
-                if self.reload.is_set() or self.source.wait(0):
-                    self.reload.clear()
-                    try:
-                        self.converge()
-                    except Exception as exc:  # a bad new bundle or key file: keep running the old one
-                        log("reload_refused", iface=cfg.iface, error=str(exc).splitlines()[0] if str(exc) else repr(exc))
-                try:
-                    self.tick()
-                except Exception as exc:
-                    log("tick_failed", iface=cfg.iface, error=str(exc))
-                self.stop.wait(TICK_SECONDS)
-        finally:
-            if server is not None:
-                server.shutdown()  # type: ignore[attr-defined]
+        except Exception as exc:  # a bad new bundle or key file: keep running the old one
+            log("reload_refused", iface=self.config.iface, error=str(exc).splitlines()[0] if str(exc) else repr(exc))
+
+    def safe_tick(self) -> None:
+        try:
+            self.tick()
+        except Exception as exc:
+            log("tick_failed", iface=self.config.iface, error=str(exc))
+
+    def finish(self) -> None:
+        cfg = self.config
         try:
             state = node.read_state(cfg.iface, cfg.netns)
             if state is not None:
@@ -321,6 +409,21 @@ class Agent:
         except Exception as exc:  # stopping must not fail over a record
             log("replay_save_failed", iface=cfg.iface, error=str(exc))
         log("stopped", iface=cfg.iface, detail="the data plane stays attached and enforcing")
+
+    def run(self) -> int:
+        cfg = self.config
+        server = node_metrics.start([(cfg.iface, cfg.netns)], node.STATE_DIR, cfg.metrics) if cfg.metrics else None
+        try:
+            self.start()
+            while not self.stop.is_set():
+                reload = self.reload.is_set()
+                self.reload.clear()
+                self.step(reload)
+                self.stop.wait(TICK_SECONDS)
+        finally:
+            if server is not None:
+                server.shutdown()  # type: ignore[attr-defined]
+        self.finish()
         return 0
 
 

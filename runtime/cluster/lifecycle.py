@@ -3,7 +3,7 @@
 The cluster only orchestrates what a real deployment runs: `policyc keygen`
 and `policyc compile` for the authority's signed bundle, the namespaces
 standing in for machines, `sealnet controlplane serve` per TEE domain and
-`sealnet node run` per node (runtime/cluster/processes.py starts them).
+`sealnet node run` per group of nodes (runtime/cluster/processes.py starts them).
 Every process it starts is recorded in the state directory before it waits
 for the next, so `down` stops exactly those (by pid, checked against the
 recorded command line) and removes every namespace, pin and state file of
@@ -49,6 +49,8 @@ DEFAULT_STATE_DIR = "/run/sealnet-cluster"
 # static: key files the cluster writes; control: each node attests to its domain's control plane (MAKE).
 KEY_SOURCES = ("static", "control")
 BIN_DIR = os.path.dirname(sys.executable)  # policyc and sealnet of this installation
+SMALL_DOMAIN = 4  # up to this many nodes in a domain: one agent process per node
+AGENTS_PER_DOMAIN = 2  # above: this many agent processes per domain, each serving its share
 
 
 class Observer(Protocol):
@@ -160,29 +162,64 @@ def _wait_ready(started: list[Process], ready: Any, observer: Observer, timeout:
             time.sleep(0.05)
 
 
+def agent_groups(hosts: list[Host], nodes_per_agent: int | None) -> list[list[Host]]:
+    """The nodes of each domain, in order, in groups of up to `nodes_per_agent`: one
+    `sealnet node run` each. By default one agent per node up to SMALL_DOMAIN nodes in a
+    domain (what a deployment of one node per machine runs), else AGENTS_PER_DOMAIN agents
+    per domain: each agent starts its nodes on a pool of threads, so a few processes keep
+    two cores busy, and a process costs about half a CPU-second before its first node."""
+    by_domain: dict[str, list[Host]] = {}
+    for h in hosts:
+        by_domain.setdefault(h.domain, []).append(h)
+    groups = []
+    for members in by_domain.values():
+        size = nodes_per_agent or (1 if len(members) <= SMALL_DOMAIN else -(-len(members) // AGENTS_PER_DOMAIN))
+        groups += [members[i:i + size] for i in range(0, len(members), size)]
+    return groups
+
+
 def _directions(policy: Policy, domain: str, keyed: list[str]) -> set[str]:
     return {f"{a}->{b}" for other in keyed if other != domain for a, b in ((domain, other), (other, domain))}
 
 
-def _agent_ready(expected: dict[str, set[str]], netns_of: dict[str, str]) -> Any:
-    """Ready: the agent's data plane is loaded, sealing, with an epoch for
+def _node_ready(host: Host, expected: set[str]) -> bool:
+    """Ready: the node's data plane is loaded, sealing, with an epoch for
     every direction between its domain and each other TEE domain."""
-    def ready(process: Process) -> bool:
-        try:
-            st = node.read_state(UPLINK, netns_of[process.host])
-        except Exception:
-            return False
-        return bool(st and st.sealing and expected[process.host] <= set(st.epochs))
-    return ready
+    try:
+        st = node.read_state(UPLINK, host.netns)
+    except Exception:
+        return False
+    return bool(st and st.sealing and expected <= set(st.epochs))
+
+
+def _wait_nodes(started: list[Process], hosts: dict[str, Host], expected: dict[str, set[str]], observer: Observer,
+                timeout: float) -> None:
+    """Until every node of every agent is ready; an agent that exits fails `up`."""
+    pending = {name: p for p in started for name in p.hosts}
+    deadline = time.monotonic() + timeout
+    while pending:
+        for name, process in list(pending.items()):
+            if _node_ready(hosts[name], expected[name]):
+                del pending[name]
+            elif exited(process.pid):
+                raise ClusterError(f"node agent of {name} exited: {last_line(process.log)}")
+        observer.advanced(len(hosts) - len(pending))
+        if pending and time.monotonic() > deadline:
+            name, process = next(iter(pending.items()))
+            raise ClusterError(f"node {name} not ready after {timeout:.0f} s: {last_line(process.log)}")
+        if pending:
+            time.sleep(0.05)
 
 
 def up(policy_path: str, nodes_per_domain: int, state_dir: str, *, key_source: str = "control",
-       observer: Observer | None = None, timeout: float = 120.0) -> ClusterState:
+       observer: Observer | None = None, timeout: float = 120.0, nodes_per_agent: int | None = None) -> ClusterState:
     """Bring the cluster up; on failure everything is taken down again and
     the error re-raised."""
     observer = observer or Quiet()
     if key_source not in KEY_SOURCES:
         raise ClusterError(f"--keys {key_source}: one of {', '.join(KEY_SOURCES)}")
+    if nodes_per_agent is not None and nodes_per_agent < 1:
+        raise ClusterError("--nodes-per-agent: at least 1")
     existing = ClusterState.load(state_dir)
     if existing is not None:
         raise ClusterError(f"{state_dir}: a cluster ({existing.cluster_id}) is recorded here; "
@@ -200,7 +237,7 @@ def up(policy_path: str, nodes_per_domain: int, state_dir: str, *, key_source: s
     state = ClusterState(state_dir, os.path.abspath(policy_path), cluster_id, nodes_per_domain, key_source, layout)
     state.save()
     try:
-        _up(state, policy, observer, timeout)
+        _up(state, policy, observer, timeout, nodes_per_agent)
     except BaseException as exc:
         down(state_dir, keep_logs=True)  # the logs say why
         if isinstance(exc, OsCallError):
@@ -211,7 +248,8 @@ def up(policy_path: str, nodes_per_domain: int, state_dir: str, *, key_source: s
     return state
 
 
-def _up(state: ClusterState, policy: Policy, observer: Observer, timeout: float) -> None:
+def _up(state: ClusterState, policy: Policy, observer: Observer, timeout: float,
+        nodes_per_agent: int | None) -> None:
     layout = state.layout
     assert layout is not None
     with _Phase(state, observer, "bundle") as phase:
@@ -252,29 +290,41 @@ def _up(state: ClusterState, policy: Policy, observer: Observer, timeout: float)
                         + ("; the nodes do not attest to them (static keys)" if state.key_source == "static" else ""))
 
     agents = [h for h in layout.hosts if h.role == ROLE_NODE and h.domain in keyed]
+    groups = agent_groups(agents, nodes_per_agent)
     with _Phase(state, observer, "nodes", total=len(agents)) as phase:
         started = []
         control_pubs = [arg for h in controls for arg in ("--allow-sim", state.file("cp", f"{h.domain}.platform.pub"))]
-        for host in agents:
-            argv = [_tool("sealnet"), "node", "run", "--iface", UPLINK, "--netns", host.netns,
-                    "--bundle", state.bundle, "--trust", state.authority_public]
-            if state.key_source == "static":
-                argv += ["--keys", key_files[host.domain]]
+        for group in groups:
+            first = group[0]
+            argv = [_tool("sealnet"), "node", "run"]
+            # Each simulated node is its own TEE, with its own runtime measurement log.
+            logs = {h.name: state.file("nodes", h.name, "runtime-log.json") for h in group}
+            for path in logs.values():
+                os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            if len(group) == 1:
+                argv += ["--iface", UPLINK, "--netns", first.netns]
             else:
-                argv += ["--control", cp_url[host.domain], "--sim-platform", node_platforms[host.domain],
-                         "--sim-launch", sim_launch(policy, host.domain), *control_pubs]
-            # In the node's network namespace: it reaches its control plane from there. Each
-            # simulated node is its own TEE, with its own runtime measurement log.
-            runtime_log = state.file("nodes", host.name, "runtime-log.json")
-            os.makedirs(os.path.dirname(runtime_log), mode=0o700, exist_ok=True)
-            started.append(start(state, "node", host, argv, in_netns=True, env={RUNTIME_LOG_ENV: runtime_log}))
+                node_list = state.file("nodes", f"agent-{first.name}.json")
+                with open(node_list, "w") as fh:
+                    json.dump({"nodes": [{"iface": UPLINK, "netns": h.netns, "runtime_log": logs[h.name]}
+                                         for h in group]}, fh)
+                argv += ["--node-list", node_list]
+            argv += ["--bundle", state.bundle, "--trust", state.authority_public]
+            if state.key_source == "static":
+                argv += ["--keys", key_files[first.domain]]
+            else:
+                argv += ["--control", cp_url[first.domain], "--sim-platform", node_platforms[first.domain],
+                         "--sim-launch", sim_launch(policy, first.domain), *control_pubs]
+            # In the first node's network namespace: its nodes reach their control plane from there
+            # (MAKE authenticates the node, not its address).
+            started.append(start(state, "node", first, argv, in_netns=True, env={RUNTIME_LOG_ENV: logs[first.name]},
+                                 serves=[h.name for h in group] if len(group) > 1 else None))
         expected = {h.name: _directions(policy, h.domain, keyed) for h in agents}
-        _wait_ready(started, _agent_ready(expected, {h.name: h.netns for h in agents}), observer, timeout,
-                    "node agent")
+        _wait_nodes(started, {h.name: h for h in agents}, expected, observer, timeout)
         how = "attested (SIMULATED evidence) and keyed by their control planes" if state.key_source == "control" \
             else "keyed from static files"
         untrusted = [h.name for h in layout.hosts if h.role == ROLE_NODE and h.domain not in keyed]
-        phase.detail = (f"{len(agents)} node agents loaded, {how}, enforcing"
+        phase.detail = (f"{len(agents)} nodes in {len(groups)} agent processes loaded, {how}, enforcing"
                         + (f"; {len(untrusted)} nodes of TEE-less domains run none" if untrusted else ""))
 
 

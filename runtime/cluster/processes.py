@@ -23,8 +23,9 @@ _NSENTER = "nsenter"
 
 
 def start(state: ClusterState, role: str, host: Host, argv: list[str], *, in_netns: bool = False,
-           env: dict[str, str] | None = None) -> Process:
-    """Start `argv`, inside the host's namespace when `in_netns`, and record it."""
+          env: dict[str, str] | None = None, serves: list[str] | None = None) -> Process:
+    """Start `argv`, inside the host's namespace when `in_netns`, and record it (with the
+    nodes it serves, when it is a node agent serving several)."""
     logs = state.file("logs")
     os.makedirs(logs, exist_ok=True)
     log = os.path.join(logs, f"{role}-{host.name}.log")
@@ -33,7 +34,7 @@ def start(state: ClusterState, role: str, host: Host, argv: list[str], *, in_net
         # The marker lets `down` find it even if we die between this spawn and the save below.
         proc = subprocess.Popen(spawn, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
                                 env={**os.environ, **(env or {}), CLUSTER_ENV: state.cluster_id})
-    record = Process(role, host.name, proc.pid, spawn, log)
+    record = Process(role, host.name, proc.pid, spawn, log, list(serves or []))
     state.processes.append(record)
     state.save()
     return record

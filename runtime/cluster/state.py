@@ -30,10 +30,15 @@ class Process:
     """A process `up` started: the same command a real deployment runs."""
 
     role: str  # "controlplane" | "node"
-    host: str  # the Host's name
+    host: str  # the Host's name (of an agent serving several nodes: the first)
     pid: int
     argv: list[str]
     log: str
+    serves: list[str] = field(default_factory=list)  # a node agent's nodes (Host names); [] means [host]
+
+    @property
+    def hosts(self) -> list[str]:
+        return self.serves or [self.host]
 
 
 @dataclass

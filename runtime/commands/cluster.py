@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--keys", dest="key_source", choices=KEY_SOURCES, default="control",
                     help="where nodes take their keys from: control (default: each node attests to its domain's "
                          "control plane, SIMULATED evidence here) or static (key files the cluster writes)")
+    up.add_argument("--nodes-per-agent", type=int, metavar="K",
+                    help="nodes one `sealnet node run` process serves (default: 1 for domains of up to 4 nodes, "
+                         "else 2 agent processes per domain)")
     up.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS")
     up.add_argument("--format", choices=("text", "json"), default="text")
     up.set_defaults(func=run_up)
@@ -85,7 +88,7 @@ def run_up(args: argparse.Namespace) -> int:
     display = _Display(args.format == "text")
     try:
         state = lifecycle.up(args.policy, args.nodes, os.path.abspath(args.state), key_source=args.key_source,
-                             observer=display, timeout=args.timeout)
+                             observer=display, timeout=args.timeout, nodes_per_agent=args.nodes_per_agent)
     finally:
         display.close()
     layout = state.layout
@@ -135,7 +138,7 @@ def _status_document(state_dir: str) -> dict[str, Any]:
         entry: dict[str, Any] = {"name": host.name, "domain": host.domain, "role": host.role,
                                  "address": host.address, "netns": host.netns,
                                  "netns_present": netns.netns_exists(host.netns)}
-        procs = [p for p in state.processes if p.host == host.name]
+        procs = [p for p in state.processes if host.name in p.hosts]
         entry["processes"] = [{"role": p.role, "pid": p.pid, "running": lifecycle.alive(p), "log": p.log}
                               for p in procs]
         if host.role == "control" and entry["netns_present"] and any(lifecycle.alive(p) for p in procs):

@@ -66,7 +66,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     status.set_defaults(func=run_status)
 
     run = verbs.add_parser("run", help="run the node agent as a service (SIGTERM stops, SIGHUP reloads)")
-    where(run)
+    run.add_argument("--iface", action="append", default=[],
+                     help="the node's interface; repeat (with --netns each) for one agent serving several nodes")
+    run.add_argument("--netns", action="append", default=[],
+                     help="network namespace of the interface (default: this one); one per --iface, or one for all")
+    run.add_argument("--node-list", metavar="FILE",
+                     help="the nodes to serve, as JSON (docs/make.md, 'One agent, several nodes'), instead of --iface")
     run.add_argument("--bundle", metavar="BUNDLE", help="bundle to load at start and on SIGHUP")
     run.add_argument("--trust", metavar="PUBKEY", help="the policy authority's public key (with --bundle)")
     run.add_argument("--keys", metavar="FILE", help="static keys, re-read on SIGHUP")
@@ -213,16 +218,24 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_service(args: argparse.Namespace) -> int:
-    from sealnet.runtime import node_agent
+    from sealnet.runtime import node_agent, node_group, node_list
 
     if args.bundle and not args.trust:
         raise UserError("--bundle needs --trust")
-    return int(_one_line("", lambda: node_agent.run(node_agent.AgentConfig(
-        iface=args.iface, netns=args.netns, bundle=args.bundle, trust=args.trust, keys=args.keys,
+    if bool(args.node_list) == bool(args.iface):
+        raise UserError("node run: give --iface (repeatable) or --node-list FILE, not both")
+    if args.node_list and args.netns:
+        raise UserError("--netns: with --node-list, each node's netns is in the file")
+    specs = node_list.read(args.node_list) if args.node_list else node_list.from_arguments(args.iface, args.netns)
+    config = node_agent.AgentConfig(
+        iface=specs[0].iface, netns=specs[0].netns, bundle=args.bundle, trust=args.trust, keys=args.keys,
         control=args.control, metrics=args.metrics, grace=args.grace,
         allow_loose_key_permissions=args.allow_loose_key_permissions, sim_platform=args.sim_platform,
         allow_qdisc_bypass=args.allow_qdisc_bypass,
-        sim_launch=args.sim_launch, allow_sim=tuple(args.allow_sim)))))
+        sim_launch=args.sim_launch, allow_sim=tuple(args.allow_sim))
+    if len(specs) == 1 and not args.node_list:
+        return int(_one_line("", lambda: node_agent.run(config)))
+    return int(_one_line("", lambda: node_group.run(config, specs)))
 
 
 def run_metrics(args: argparse.Namespace) -> int:
