@@ -209,6 +209,8 @@ def run_status(args: argparse.Namespace) -> int:
     for direction, verdicts in out["counters"]["verdict_hits"].items():
         nonzero = ", ".join(f"{v} {n}" for v, n in verdicts.items() if n)
         print(f"{direction}: {nonzero or 'no packets'}")
+    if "replay_evictions" in out["counters"]:
+        print(f"replay stream table: {out['counters']['replay_evictions']} streams evicted")
     for r in out["counters"]["rules"]:
         if r["packets"]:
             why = ", ".join(f"{v} {n}" for v, n in r.get("verdicts", {}).items())
