@@ -170,6 +170,8 @@ class Verifier:
         self._bucket_boxes: dict[tuple[int, int], np.ndarray] = {}  # the boxes of a bucket's rules, on first need
         self._all_ids = np.arange(len(self.rules), dtype=np.int64)
         self._matches: dict[Packet, list[int]] = {}  # packet -> the first two rules that match it
+        self._blocked_pieces: dict[Match, list] = {}  # the match of a rule that decides nothing -> its pieces
+        self._covers: dict[tuple[Match, Action], list[Rule]] = {}  # (that match, an action) -> the blocking set
         self._rule_boxes = RuleBoxes(self.scoped)
         self.session = Session(budget)
         self.cubes = self.session.budget.cubes
@@ -192,10 +194,14 @@ class Verifier:
         if not arrays:
             return np.zeros(0, dtype=np.int64)
         if len(arrays) > BROAD_BUCKETS:  # a broad match: testing every rule's box is cheaper than merging
-            ids = self._all_ids
+            ids, b = self._all_ids, self._boxes
+        elif len(keys) == 1:
+            ids, b = arrays[0], self._bucket_boxes.get(keys[0])
+            if b is None:
+                b = self._bucket_boxes[keys[0]] = self._boxes[ids]
         else:
-            ids = arrays[0] if len(arrays) == 1 else np.unique(np.concatenate(arrays))
-        b = self._boxes[ids]
+            ids = np.unique(np.concatenate(arrays))
+            b = self._boxes[ids]
         q = box(match)
         meet = ((b[:, 0] <= q[1]) & (q[0] <= b[:, 1]) & (b[:, 2] <= q[3]) & (q[2] <= b[:, 3])
                 & (b[:, 4] <= q[5]) & (q[4] <= b[:, 5]) & (b[:, 6] <= q[7]) & (q[6] <= b[:, 7]))
@@ -347,6 +353,10 @@ class Verifier:
         # A rule that decides nothing never decides a packet of a later rule, and the union of
         # the earlier rules' matches is the same without it: only the live ones take part.
         earlier = [e for e in overlapped if e.index not in self._dead]
+        known = self._blocked_pieces.get(mine)
+        if known is not None:  # an earlier rule with this match decides nothing: nor does this one
+            self._blocked(rule, mine, earlier, known)
+            return
         container = next((e for e in earlier if covers(self.scoped[e.index], mine)), None)
         if container is not None:  # blocked for sure; only the rules up to the first container decide
             self._blocked(rule, mine, [e for e in earlier if e.index <= container.index])
@@ -413,11 +423,17 @@ class Verifier:
         if pieces is None:
             self._blocked_z3(rule, earlier)
             return
+        # A later rule with this match decides nothing either, and its earlier rules cut it into
+        # these same pieces (they are empty before this rule), so it is answered from them.
+        self._blocked_pieces[mine] = pieces
         deciders = [r for r, _ in pieces if r is not None]
         actions = {r.action for r in deciders}
-        cover = minimal_cover(mine, deciders, rule.action, self.cubes)
-        if cover is None:  # past the budget: the deciders themselves block it
-            cover = sorted(deciders, key=lambda r: (r.action is rule.action, r.index))
+        cover = self._covers.get((mine, rule.action))
+        if cover is None:
+            cover = minimal_cover(mine, deciders, rule.action, self.cubes)
+            if cover is None:  # past the budget: the deciders themselves block it
+                cover = sorted(deciders, key=lambda r: (r.action is rule.action, r.index))
+            self._covers[(mine, rule.action)] = cover
         first = cover[0]
         decided_by = {r.index: m for r, m in pieces if r is not None}
         w = point(decided_by.get(first.index) or match_intersect(mine, self.scoped[first.index]))
