@@ -1,6 +1,6 @@
 """verify, lint and diff on generated policies: wall time and peak memory of the real command.
 
-Run: .venv/bin/python benchmarks/bench_verify.py [SIZES...]   (default 1000 10000 30000)
+Run: .venv/bin/python benchmarks/bench_verify.py [--diff-only] [SIZES...]   (default 1000 10000 30000)
 Both generators: gen_policy.py (the project's) and gen_mix.py (a realistic mix:
 sub-domain CIDRs, negations, ranges, port sets, broad rules, copies). Each
 figure is one `policyc` process (peak RSS of that process alone); the
@@ -85,10 +85,11 @@ def edited(text: str, ops: int = 40, seed: int = 3) -> str:
 
 
 def main() -> None:
-    sizes = [int(a) for a in sys.argv[1:]] or [1000, 10000, 30000]
+    diff_only = "--diff-only" in sys.argv[1:]  # only the diff figures (verify's take minutes)
+    sizes = [int(a) for a in sys.argv[1:] if a != "--diff-only"] or [1000, 10000, 30000]
     with tempfile.TemporaryDirectory() as tmp:
         for name, gen in (("project", gen_policy.generate), ("mix", gen_mix.generate)):
-            for n in sizes:
+            for n in [] if diff_only else sizes:
                 path = Path(tmp) / f"{name}{n}.policy"
                 path.write_text(gen(n))
                 front, _, _ = run("lint", "--no-verify", str(path))

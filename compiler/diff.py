@@ -21,6 +21,7 @@ cannot decide is reported unknown, never unchanged.
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -42,11 +43,16 @@ REGIONS_PER_BUCKET = 256
 
 
 def _ranges(intervals: IntervalSet, kind: str) -> list[str]:
+    return list(_ranges_of(intervals, kind))
+
+
+@functools.lru_cache(maxsize=4096)  # a plan repeats a few address sets (a domain, the gaps) in many regions
+def _ranges_of(intervals: IntervalSet, kind: str) -> tuple[str, ...]:
     if kind == "addr":
-        return [str(n) for n in interval_prefixes(intervals)]
+        return tuple(str(n) for n in interval_prefixes(intervals))
     if kind == "proto":
-        return [PROTO_NAMES.get(lo, str(lo)) if lo == hi else f"{lo}-{hi}" for lo, hi in intervals]
-    return [str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in intervals]
+        return tuple(PROTO_NAMES.get(lo, str(lo)) if lo == hi else f"{lo}-{hi}" for lo, hi in intervals)
+    return tuple(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in intervals)
 
 
 def packets_in(cube: Cube) -> int:

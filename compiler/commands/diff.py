@@ -15,6 +15,7 @@ policy has errors; 2 usage or an unreadable file; 3 something undecided
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 
@@ -57,10 +58,18 @@ def _pair(group) -> str:
     return f"{group.src_domain or '(no domain)'} -> {group.dst_domain or '(no domain)'}"
 
 
-def _cells(region) -> list[str]:
-    from sealnet.compiler.explain import addresses_text, ports_text, protocols_text
+@functools.lru_cache(maxsize=4096)
+def _addresses(intervals) -> str:
+    """addresses_text, once per address set: a plan repeats a few sets (a domain, the gaps) in many regions."""
+    from sealnet.compiler.explain import addresses_text
 
-    return [addresses_text(region.cube.src), addresses_text(region.cube.dst), protocols_text(region.cube.proto),
+    return addresses_text(intervals)
+
+
+def _cells(region) -> list[str]:
+    from sealnet.compiler.explain import ports_text, protocols_text
+
+    return [_addresses(region.cube.src), _addresses(region.cube.dst), protocols_text(region.cube.proto),
             ports_text(region.cube.dport)]
 
 
