@@ -90,7 +90,7 @@ def test_shared_agents_attest_each_node_and_fail_closed(tmp_path: Path) -> None:
             assert topology.cluster_namespaces(cluster_id) == []
             assert lifecycle.marked_processes(cluster_id) == []
             prefix = f"{topology.NAME_PREFIX}{cluster_id}-"
-            for root in (node.PIN_ROOT, node.STATE_DIR):
+            for root in (node.PIN_ROOT, node.STATE_DIR, os.path.join(node.DURABLE_DIR, "replay")):
                 if os.path.isdir(root):
                     assert [n for n in os.listdir(root) if n.startswith(prefix)] == []
         assert not os.path.exists(state_dir)

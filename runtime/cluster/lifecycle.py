@@ -26,13 +26,14 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sealnet.compiler.frontend import load_policy
 from sealnet.compiler.ir import Policy
 from sealnet.contracts.errors import OsCallError
-from sealnet.runtime import node
+from sealnet.runtime import node, replay_store
 from sealnet.runtime.cluster import topology
 from sealnet.runtime.cluster.processes import (CLUSTER_ENV, alive, exited, last_line, marked_processes, start,
                                                stop, stop_all)
@@ -51,6 +52,7 @@ KEY_SOURCES = ("static", "control")
 BIN_DIR = os.path.dirname(sys.executable)  # policyc and sealnet of this installation
 SMALL_DOMAIN = 4  # up to this many nodes in a domain: one agent process per node
 AGENTS_PER_DOMAIN = 2  # above: this many agent processes per domain, each serving its share
+UNLOAD_WORKERS = 4
 
 
 class Observer(Protocol):
@@ -346,7 +348,10 @@ def _sweep_node_leftovers(cluster_id: str) -> int:
     # Pin directories and state files are named by slug(iface, netns), which starts with the netns name.
     prefix = f"{topology.NAME_PREFIX}{cluster_id}-"
     removed = 0
-    for root in (node.PIN_ROOT, node.STATE_DIR):
+    # The replay windows an unload keeps on disk for the node's next load (runtime/replay_store.py):
+    # these nodes have no next load. The sequence ledger stays: it is what keeps a sender's nonces unique.
+    replay_dir = os.path.dirname(replay_store.store_path(node.DURABLE_DIR, "x"))
+    for root in (node.PIN_ROOT, node.STATE_DIR, replay_dir):
         try:
             names = os.listdir(root)
         except FileNotFoundError:
@@ -389,14 +394,19 @@ def down(state_dir: str, observer: Observer | None = None, *, keep_logs: bool = 
         phase.detail = f"{report.stopped} running"
     hosts = [h for h in state.layout.hosts if h.role == ROLE_NODE] if state.layout else []
     with _Phase(state, observer, "unload", total=len(hosts)) as phase:
-        for i, host in enumerate(hosts, start=1):
-            if node.read_state(UPLINK, host.netns) is not None:
-                try:
-                    report.problems += node.unload(UPLINK, host.netns, open_sealed_flows=True)
-                    report.unloaded += 1
-                except node.NodeError as exc:
-                    report.problems.append(str(exc))
-            observer.advanced(i)
+        def unload(host: Host) -> tuple[bool, list[str]]:
+            if node.read_state(UPLINK, host.netns) is None:
+                return False, []
+            try:
+                return True, node.unload(UPLINK, host.netns, open_sealed_flows=True)
+            except node.NodeError as exc:
+                return False, [str(exc)]
+        # Each node on its own interface and lock: a few at a time (netlink, fsyncs overlap).
+        with ThreadPoolExecutor(max_workers=UNLOAD_WORKERS) as pool:
+            for i, (unloaded, problems) in enumerate(pool.map(unload, hosts), start=1):
+                report.unloaded += unloaded
+                report.problems += problems
+                observer.advanced(i)
         phase.detail = f"{report.unloaded} data planes"
     with _Phase(state, observer, "namespaces") as phase:
         report.namespaces = topology.teardown(state.cluster_id)
