@@ -287,6 +287,8 @@ class Differ:
         if self.universe is not None:
             scope = match_intersect(Match(tuple(scope)), self.universe).cubes if scope is not None \
                 else self.universe.cubes
+        if not ranks and scope is None:  # no rule here and the defaults differ: all of it changes
+            return [(src.domain, dst.domain, (None, None), box)]
         cuts = [(r, c) for r in ranks for c in self._rule(r).match.cubes]
         sweep = Sweep(box, self.entries, cuts, self.old.default, self.new.default, scope,
                       self.budget.cubes * SLABS_PER_CUBE)
