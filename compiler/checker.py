@@ -8,6 +8,7 @@ meaning is documented in docs/diagnostics.md.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -73,7 +74,29 @@ RESERVED = frozenset(STATEMENT_KEYWORDS) | {
     "sealed", "never", "reachable",
 }
 PORT_LIMIT = 0xFFFF
+_PORTED: IntervalSet = normalize((p, p) for p in PORTED_PROTOCOLS)
 VERSION_LIMIT = 0xFFFFFFFF
+
+
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_PLAIN_CIDR = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}(?:/(3[0-2]|[12]?[0-9]))?")
+
+
+def _plain_prefix(text: str) -> tuple[int, int] | None:
+    """The address interval of a CIDR written the usual way (no leading zeros, no host bits).
+
+    Such a CIDR is exactly what ipaddress accepts without a word (`_network`); anything else,
+    None, goes the long way for its diagnostics. Most endpoints are such CIDRs.
+    """
+    m = _PLAIN_CIDR.fullmatch(text)
+    if m is None:
+        return None
+    a, b, c, d, bits = m.groups()
+    address = (int(a) << 24) | (int(b) << 16) | (int(c) << 8) | int(d)
+    host = (1 << (32 - int(bits if bits is not None else 32))) - 1
+    if address & host:
+        return None
+    return address, address | host
 
 
 @dataclass
@@ -109,6 +132,12 @@ class _Checker:
         self.stages: dict[str, list[Stage]] = {}  # bare name -> stages of that name
         self.qualified: dict[str, Stage] = {}
         self._endpoint_cache: dict[tuple[str, str], Match] = {}
+        # A match's text -> its Match, kept only when computing it reported nothing
+        # (diagnostics are reported at every use); many rules repeat a match.
+        self._match_cache: dict[str, Match] = {}
+        self._domains_at: dict[IntervalSet, list[Domain]] = {}  # address set -> domains it meets
+        self._domain_ranges: list[tuple[int, int, int]] | None = None  # (lo, hi, domain index), by lo
+        self._range_starts: list[int] = []
 
     # -- driver ------------------------------------------------------------
     def run(self) -> Policy | None:
@@ -274,11 +303,12 @@ class _Checker:
                 continue
             seen[decl.name.name] = decl.name.span
             stages: list[Stage] = []
+            stage_names: set[str] = set()  # of `stages`: a scan of the list per stage is quadratic
             for item in decl.items:
                 if not isinstance(item, ast.StageDecl):
                     continue
                 self._check_name(item.name, "stage")
-                if any(s.name == item.name.name for s in stages):
+                if item.name.name in stage_names:
                     self.ctx.error(DUPLICATE_NAME, f"stage `{item.name.name}` is defined twice in `{decl.name.name}`", item.name.span)
                     continue
                 if item.name.name in self.domains:
@@ -293,6 +323,7 @@ class _Checker:
                     continue
                 stage = Stage(decl.name.name, item.name.name, item.domain.name, ports, item.span)
                 stages.append(stage)
+                stage_names.add(stage.name)
                 self.stages.setdefault(stage.name, []).append(stage)
                 self.qualified[stage.qualified_name] = stage
             pending.append((decl, stages))
@@ -324,7 +355,7 @@ class _Checker:
             if proto is not None and proto not in PORTED_PROTOCOLS:
                 self.ctx.error(PORTS_WITHOUT_PORTED_PROTOCOL,
                                f"stage `{dst.name}` has a port but the flow's protocol has none", item.span)
-            protos = intersect(protos, normalize((p, p) for p in PORTED_PROTOCOLS))
+            protos = intersect(protos, _PORTED)
         cube = cube_product(self.domains[src.domain].addresses, self.domains[dst.domain].addresses,
                             protos, dst.ports or ((0, PORT_LIMIT),))
         return Match(() if cube.is_empty() else (cube,))
@@ -348,7 +379,9 @@ class _Checker:
 
     # -- endpoints -------------------------------------------------------------
     def _endpoint(self, ep: ast.Endpoint, role: str) -> Match:
-        key = (str(ep), role)
+        # str(ep), without its join for the common one plain atom
+        text = ep.atoms[0].text if not ep.is_set and not ep.negations else str(ep)
+        key = (text, role)
         cached = self._endpoint_cache.get(key)
         if cached is not None:
             return cached
@@ -365,6 +398,9 @@ class _Checker:
         if atom.kind == "any":
             return EVERYTHING
         if atom.kind == "cidr":
+            interval = _plain_prefix(atom.text)
+            if interval is not None:
+                return Match((self._addr_cube(role, (interval,)),))
             net = self._network(ast.Ident(atom.text, atom.span))
             if net is None:
                 return NOTHING
@@ -377,7 +413,7 @@ class _Checker:
             return NOTHING
         addrs = self.domains[stage.domain].addresses
         if role == "dst" and stage.ports:
-            ported = normalize((p, p) for p in PORTED_PROTOCOLS)
+            ported = _PORTED
             return Match((Cube(dst=addrs, proto=ported, dport=stage.ports),))
         return Match((self._addr_cube(role, addrs),))
 
@@ -414,7 +450,19 @@ class _Checker:
         return f"did you mean `{close[0]}`?" if close else None
 
     def _match(self, proto_id: ast.Ident | None, src: ast.Endpoint, dst: ast.Endpoint,
-               ports: ast.PortSpec | None, span: Span) -> Match:
+               ports: ast.PortSpec | None, span: Span, text: str | None = None) -> Match:
+        key = text if text is not None else ast.match_text(proto_id, src, dst, ports)
+        cached = self._match_cache.get(key)
+        if cached is not None:
+            return cached
+        reported = len(self.ctx.diagnostics)
+        match = self._compute_match(proto_id, src, dst, ports)
+        if len(self.ctx.diagnostics) == reported:
+            self._match_cache[key] = match
+        return match
+
+    def _compute_match(self, proto_id: ast.Ident | None, src: ast.Endpoint, dst: ast.Endpoint,
+                       ports: ast.PortSpec | None) -> Match:
         match = match_intersect(self._endpoint(src, "src"), self._endpoint(dst, "dst"))
         restriction = Cube()
         if proto_id is not None:
@@ -424,7 +472,7 @@ class _Checker:
             if proto_id is not None and PROTO_NUMBERS[proto_id.name] not in PORTED_PROTOCOLS:
                 self.ctx.error(PORTS_WITHOUT_PORTED_PROTOCOL, f"`{proto_id.name}` has no ports", ports.span,
                                hint="remove the port clause, or use tcp or udp")
-            proto = restriction.proto if proto_id is not None else normalize((p, p) for p in PORTED_PROTOCOLS)
+            proto = restriction.proto if proto_id is not None else _PORTED
             restriction = Cube(proto=proto, dport=self._ports(ports))
         return match_intersect(match, Match((restriction,)))
 
@@ -447,7 +495,7 @@ class _Checker:
                                  decl.span, hint="remove one of them",
                                  notes=(Note(first.span, f"`{first.name.name}` is here"),))
             texts.setdefault(key, decl)
-            match = self._match(decl.proto, decl.src, decl.dst, decl.ports, decl.span)
+            match = self._match(decl.proto, decl.src, decl.dst, decl.ports, decl.span, text)
             action = Action(decl.action.name)
             rule = Rule(len(rules), decl.name.name, action, match, decl.span, decl.plaintext, text)
             if action is Action.ALLOW and not decl.plaintext:
@@ -456,10 +504,9 @@ class _Checker:
         return rules
 
     def _warn_cross_domain_plaintext(self, rule: Rule) -> None:
-        domains = list(self.domains.values())
         for cube in rule.match.cubes:
-            srcs = [d for d in domains if intersect(cube.src, d.addresses)]
-            dsts = [d for d in domains if intersect(cube.dst, d.addresses)]
+            srcs = self._domains_meeting(cube.src)
+            dsts = self._domains_meeting(cube.dst)
             pair = next(((a, b) for a in srcs for b in dsts if a.name != b.name), None)
             if pair is not None:
                 a, b = pair
@@ -468,6 +515,34 @@ class _Checker:
                     f"rule `{rule.name}` passes plaintext from `{a.name}` to `{b.name}` over an untrusted network",
                     rule.span, hint="use `seal`, or write `allow plaintext` if plaintext is intended")
                 return
+
+    def _domains_meeting(self, addrs: IntervalSet) -> list[Domain]:
+        """The domains (in declaration order) with an address in addrs; rules repeat their sets."""
+        found = self._domains_at.get(addrs)
+        if found is None:
+            found = self._search_domains(addrs)
+            self._domains_at[addrs] = found
+        return found
+
+    def _search_domains(self, addrs: IntervalSet) -> list[Domain]:
+        domains = list(self.domains.values())
+        if self._domain_ranges is None:
+            ranges = sorted((lo, hi, i) for i, d in enumerate(domains) for lo, hi in d.addresses)
+            disjoint = all(a[1] < b[0] for a, b in zip(ranges, ranges[1:]))
+            # Overlapping nodes (an error, reported) leave only the scan of every domain.
+            self._domain_ranges = ranges if disjoint else []
+            self._range_starts = [r[0] for r in ranges]
+        if not self._domain_ranges and any(d.addresses for d in domains):
+            return [d for d in domains if intersect(addrs, d.addresses)]
+        hits: set[int] = set()
+        ranges, starts = self._domain_ranges, self._range_starts
+        for lo, hi in addrs:  # disjoint ranges sorted by start are sorted by end too
+            k = max(bisect.bisect_right(starts, lo) - 1, 0)
+            while k < len(ranges) and ranges[k][0] <= hi:
+                if ranges[k][1] >= lo:
+                    hits.add(ranges[k][2])
+                k += 1
+        return [domains[i] for i in sorted(hits)]
 
     def _assertions(self, decls: list[ast.AssertDecl]) -> list[Assertion]:
         out = []

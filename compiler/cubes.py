@@ -11,9 +11,18 @@ EVERYTHING = Match((Cube(),))
 NOTHING = Match(())
 
 
+def _meet(a: IntervalSet, b: IntervalSet, full: IntervalSet) -> IntervalSet:
+    # Most fields of a rule's cubes are unrestricted: skip the merge for them.
+    if b == full or a is b:
+        return a
+    if a == full:
+        return b
+    return intersect(a, b)
+
+
 def cube_intersect(a: Cube, b: Cube) -> Cube | None:
-    c = Cube(intersect(a.src, b.src), intersect(a.dst, b.dst),
-             intersect(a.proto, b.proto), intersect(a.dport, b.dport))
+    c = Cube(_meet(a.src, b.src, FULL_ADDR), _meet(a.dst, b.dst, FULL_ADDR),
+             _meet(a.proto, b.proto, FULL_PROTO), _meet(a.dport, b.dport, FULL_PORT))
     return None if c.is_empty() else c
 
 

@@ -16,7 +16,7 @@ from typing import Iterable
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from sealnet.compiler import ast
+from sealnet.compiler import ast, fastparse
 from sealnet.compiler.codes import LEXICAL_ERROR, SYNTAX_ERROR  # noqa: F401  (one registry)
 from sealnet.compiler.diagnostics import Diagnostic, Severity
 from sealnet.compiler.ir import Span
@@ -298,30 +298,25 @@ def _statement_chunks(text: str) -> list[tuple[int, str]]:
     return chunks
 
 
-def _collect_comments(text: str, file: str) -> list[ast.Comment]:
-    """Comments with their spans, found by the lexer's own rule for them."""
-    comments = []
-    for tok in _lark().lex(text, dont_ignore=True):
-        if tok.type == "COMMENT":
-            comments.append(ast.Comment(str(tok).rstrip(), Span(
-                file, tok.line, tok.column, tok.line, tok.column + len(str(tok).rstrip()))))
-    return comments
-
-
 def parse(text: str, file: str = "<input>") -> tuple[ast.PolicyFile | None, list[Diagnostic]]:
     """Parse a whole policy; the AST is None iff there is a syntax error."""
+    fast = fastparse.parse_file(text, file)
+    if fast is not None:
+        return fast, []
+    return parse_with_lark(text, file)
+
+
+def parse_with_lark(text: str, file: str = "<input>") -> tuple[ast.PolicyFile | None, list[Diagnostic]]:
+    """`parse` by Lark's parser alone: the reference the fast path is tested against."""
     try:
         tree = _lark().parse(text, start="start")
     except UnexpectedInput:
         return None, _parse_statements_for_errors(text, file)
     statements = _Builder(file).transform(tree)
-    return ast.PolicyFile(file, tuple(statements), tuple(_comments_or_empty(text, file))), []
-
-
-def _comments_or_empty(text: str, file: str) -> list[ast.Comment]:
-    if "#" not in text:
-        return []
-    return _collect_comments(text, file)
+    # Comments by a scan for `#` outside strings: in text that parses, exactly the lexer's
+    # COMMENT tokens (Lark's whole-file basic lexer, used here before, could fail on text the
+    # contextual lexer reads, e.g. `nodes198.18.1.0/24`).
+    return ast.PolicyFile(file, tuple(statements), tuple(fastparse.comments(text, file))), []
 
 
 def parse_statements(text: str, file: str) -> tuple[list[ast.Statement], list[Diagnostic]]:
@@ -349,6 +344,14 @@ def parse_statement(chunk: str, file: str, line_offset: int = 0) -> tuple[ast.St
     """One chunk of `statement_chunks`: its statement, or its syntax error (both None: only comments)."""
     if not chunk.strip() or _only_comments(chunk):
         return None, None
+    fast = fastparse.parse_statement(chunk, file, line_offset)
+    if fast is not None:
+        return fast, None
+    return parse_statement_with_lark(chunk, file, line_offset)
+
+
+def parse_statement_with_lark(chunk: str, file: str, line_offset: int = 0) -> tuple[ast.Statement | None, Diagnostic | None]:
+    """`parse_statement` by Lark's parser alone (the chunk is not blank)."""
     try:
         tree = _lark().parse(chunk, start="statement")
     except UnexpectedInput as exc:

@@ -20,12 +20,7 @@ from dataclasses import dataclass
 
 import z3
 
-# Defaults of `policyc verify/lint/compile --timeout/--budget`.
-DEFAULT_QUERY_TIMEOUT_S = 10.0
-DEFAULT_TOTAL_BUDGET_S = 600.0
-# Cubes the exact arithmetic (firstmatch.py) may fragment a region into
-# before Z3 takes over; 0 sends every question that needs a subtraction to Z3.
-DEFAULT_CUBE_BUDGET = 2048
+from sealnet.compiler.limits import DEFAULT_CUBE_BUDGET, DEFAULT_QUERY_TIMEOUT_S, DEFAULT_TOTAL_BUDGET_S  # noqa: F401
 
 # Z3's reason_unknown for a query cancelled by Ctrl-C. (A query cancelled by
 # its own timeout says "timeout" or, racing with it, "canceled".)

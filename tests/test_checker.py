@@ -5,7 +5,10 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from sealnet.compiler.checker import _plain_prefix
 from sealnet.compiler.ir import PROTO_ICMP, PROTO_TCP, PROTO_UDP, Action, Packet
 from sealnet.compiler.semantics import decide
 
@@ -108,3 +111,21 @@ def test_domains_ids_and_default() -> None:
     assert policy.domains[3].measurements == (M,) and policy.domains[3].control_plane == "198.18.5.1:7443"
     assert policy.default is Action.DENY and policy.default_span is None
     assert policy.domain_of(IP("198.18.5.200")).name == "d" and policy.domain_of(IP("198.19.0.1")) is None
+
+
+_OCTETS = [0, 1, 9, 10, 99, 100, 199, 200, 249, 250, 255, 256, 300]
+
+
+@settings(max_examples=3000, deadline=None, database=None)
+@given(st.lists(st.sampled_from(_OCTETS) | st.integers(0, 255), min_size=4, max_size=4),
+       st.sampled_from(["", "/0", "/8", "/22", "/24", "/26", "/31", "/32", "/33", "/024", "/08"]) | st.integers(0, 40).map(lambda b: f"/{b}"),
+       st.booleans())
+def test_plain_prefix_is_ipaddress_without_a_word(octets: list[int], bits: str, zero_pad: bool) -> None:
+    """The checker's quick CIDR reading takes only what ipaddress reads the same way with no diagnostic."""
+    text = ".".join(("0" + str(o)) if zero_pad and i == 1 else str(o) for i, o in enumerate(octets)) + bits
+    quick = _plain_prefix(text)
+    if quick is None:
+        return
+    net = ipaddress.IPv4Network(text, strict=False)
+    assert net.network_address == ipaddress.IPv4Address(text.split("/")[0])  # no host bits: no warning
+    assert quick == (int(net.network_address), int(net.broadcast_address))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import pickle
 import re
@@ -50,7 +49,7 @@ UNREADABLE_CODE = UNREADABLE_INPUT
 
 def add_budget_arguments(parser: argparse.ArgumentParser) -> None:
     """--timeout and --budget: how long one solver query and the whole run may take."""
-    from sealnet.compiler.solving import DEFAULT_CUBE_BUDGET, DEFAULT_QUERY_TIMEOUT_S, DEFAULT_TOTAL_BUDGET_S
+    from sealnet.compiler.limits import DEFAULT_CUBE_BUDGET, DEFAULT_QUERY_TIMEOUT_S, DEFAULT_TOTAL_BUDGET_S
 
     parser.add_argument("--timeout", type=_seconds, default=DEFAULT_QUERY_TIMEOUT_S, metavar="SECONDS",
                         help=f"limit per solver query (default {DEFAULT_QUERY_TIMEOUT_S:g}); "
@@ -136,6 +135,8 @@ def load_all(paths: list[str]) -> list[Loaded]:
     forked = [i for i, path in enumerate(paths) if i > 0 and size(path) >= PARALLEL_LOAD_BYTES]
     if not forked or (os.cpu_count() or 1) < 2:
         return [load(path) for path in paths]
+    import multiprocessing  # only when files are loaded in parallel: it is slow to import
+
     ctx = multiprocessing.get_context("fork")
     children = []
     for i in forked:

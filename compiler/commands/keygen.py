@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from sealnet.contracts.signing import generate
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("keygen", help="create the policy authority's Ed25519 signing key")
@@ -14,6 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sealnet.contracts.signing import generate  # cryptography: only when a key is made
+
     fp = generate(args.key, args.key + ".pub")
     print(f"wrote {args.key} (private, 0600) and {args.key}.pub; fingerprint {fp}")
     return 0

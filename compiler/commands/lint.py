@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
                 item.diagnostics.extend(findings_to_diagnostics(report.findings))
                 item.diagnostics.extend(o.to_diagnostic() for o in report.unknown)
                 unknown = unknown or bool(report.unknown)
-    from sealnet.compiler.findings import UNDECIDED_CODE
+    from sealnet.compiler.codes import UNDECIDED as UNDECIDED_CODE  # as findings.py names it, without Z3
 
     errors = any(has_errors([d for d in item.diagnostics if d.code != UNDECIDED_CODE]) for item in loaded)
     unreadable = any(item.error for item in loaded)
