@@ -375,6 +375,8 @@ class _Checker:
                 bad = True
             if not bad:
                 intervals.append((item.lo, item.hi))
+        if len(intervals) == 1:  # one port or range (lo <= hi): already normal
+            return (intervals[0],)
         return normalize(intervals)
 
     # -- endpoints -------------------------------------------------------------
