@@ -28,6 +28,8 @@ def store_path(durable_dir: str, slug: str) -> str:
 
 def save(table: ReplayTable, path: str) -> int:
     """Write the table's salt, every stream's top and every floor; returns how many streams."""
+    # The sets before the floors: a stream evicted while its set is read has raised its floor
+    # before the floors are read, so every top the sets miss is in the floors.
     streams = [[s.sender, s.pair, s.epoch, s.cpu, s.top] for s in table.streams()]
     floors = [[group, slot, top] for (group, slot), top in sorted(table.floor_cells().items())]
     record = {"salt": list(table.salt()), "streams": streams, "floors": floors}

@@ -58,6 +58,21 @@ def decode_set(value: bytes | bytearray) -> list[Way]:
     return ways
 
 
+def _picker(record_size: int, members: list[tuple[int, str]]) -> struct.Struct:
+    """One unpack that reads the given (offset, struct format) members of a record and skips the rest."""
+    fmt, at = "=", 0
+    for offset, member in sorted(members):
+        fmt += f"{offset - at}x{member.lstrip('=<>!@')}"
+        at = offset + struct.calcsize(member)
+    return struct.Struct(f"{fmt}{record_size - at}x")
+
+
+# Each way's (stream, top) in a set, in way order: what a saved record keeps of a set.
+_STREAMS_AND_TOPS = _picker(_SET.size, [
+    (_SET.offset("way") + i * _WAY.size + _WAY.offset(name), _WAY.field(name).fmt)
+    for i in range(abi.SEAL_REPLAY_WAYS) for name in ("stream", "top")])
+
+
 def encode_set(ways: list[Way]) -> bytes:
     return bytes(_SET.pack(way=b"".join(bytes(_WAY.pack(stream=w.stream, used=w.used, top=w.top, ring=w.ring))
                                         for w in ways)))
@@ -99,9 +114,19 @@ class ReplayTable:
         return decode_set(value)
 
     def streams(self) -> list[Stream]:
-        """Every stream in the table, with its top."""
-        return [Stream(*abi.seal_stream_of(w.stream), top=w.top)  # type: ignore[misc]
-                for _, value in self.sets.items() for w in decode_set(value) if w.stream]
+        """Every stream in the table, with its top. One batch read of the sets, each copied under
+        its lock: a way's stream and top are always one stream's, never one half-replaced by an
+        eviction (the sets are not one snapshot: that needs no more than the floors read after)."""
+        if self.sets.value_size != _SET.size:
+            raise ValueError(f"map {self.sets.name!r}: value is {self.sets.value_size} bytes, "
+                             f"struct {_SET.name} is {_SET.size}")
+        values = self.sets.lookup_batch(lock=True).values
+        out: list[Stream] = []
+        for way_fields in _STREAMS_AND_TOPS.iter_unpack(values):
+            for i in range(0, len(way_fields), 2):
+                if way_fields[i]:  # 0: a free way
+                    out.append(Stream(*abi.seal_stream_of(way_fields[i]), top=way_fields[i + 1]))  # type: ignore[misc]
+        return out
 
     def floor_group(self, group: int) -> list[int]:
         value = self.floors.lookup(group.to_bytes(4, "little"))
@@ -112,8 +137,14 @@ class ReplayTable:
     def floor_cells(self) -> dict[tuple[int, int], int]:
         """{(group, key slot): floor} for the floors above zero."""
         out = {}
-        for key, value in self.floors.items():
-            group = int.from_bytes(key, "little")
+        batch = self.floors.lookup_batch()
+        values, size = batch.values, batch.value_size
+        zero = bytes(size)
+        for i in range(batch.count):
+            value = values[i * size:(i + 1) * size]
+            if value == zero:
+                continue  # most groups: no stream of theirs was ever evicted
+            group = int.from_bytes(batch.key(i), "little")
             for slot, top in enumerate(struct.unpack(f"={self.key_slots}Q", value)):
                 if top:
                     out[(group, slot)] = top

@@ -13,6 +13,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -349,6 +350,115 @@ def test_percpu_update_broadcasts_short_value() -> None:
         m.update(_zero_key(), struct.pack("=QQ", 5, 7))
         assert m.percpu_u64_sums(_zero_key()) == [5 * libbpf.possible_cpus(), 7 * libbpf.possible_cpus()]
         assert m.percpu_u64_sums(_zero_key(1)) is None
+
+
+# An array whose values carry a bpf_spin_lock (as the data plane's stream table does) and a
+# program that rewrites every value under its lock, keeping all its counters equal.
+LOCKED_C = r"""
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#define LOCKED_ENTRIES 37
+#define LOCKED_WORDS 64
+
+struct locked_value {
+    struct bpf_spin_lock lock;
+    __u32 reserved;
+    __u64 n[LOCKED_WORDS];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, LOCKED_ENTRIES);
+    __type(key, __u32);
+    __type(value, struct locked_value);
+} locked SEC(".maps");
+
+SEC("tc")
+int bump_all(struct __sk_buff *skb)
+{
+    for (__u32 i = 0; i < LOCKED_ENTRIES; i++) {
+        __u32 key = i;
+        struct locked_value *v = bpf_map_lookup_elem(&locked, &key);
+
+        if (!v)
+            return 0;
+        bpf_spin_lock(&v->lock);
+        v->n[0] += 1;
+#pragma unroll
+        for (int w = 1; w < LOCKED_WORDS; w++)
+            v->n[w] = v->n[0];
+        bpf_spin_unlock(&v->lock);
+    }
+    return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";
+"""
+LOCKED_ENTRIES, LOCKED_WORDS = 37, 64
+LOCKED_VALUE = struct.Struct(f"=II{LOCKED_WORDS}Q")
+
+
+@pytest.fixture
+def locked(bpf_compile: Callable[..., bytes]) -> libbpf.BpfObject:
+    obj = libbpf.BpfObject.open_memory(bpf_compile(LOCKED_C, "locked"), "locked")
+    try:
+        obj.load()
+        yield obj
+    finally:
+        obj.close()
+
+
+@pytest.mark.kernel
+def test_batch_lookup_returns_what_per_key_lookups_return(locked: libbpf.BpfObject) -> None:
+    m = locked.map("locked")
+    for i in range(LOCKED_ENTRIES):
+        m.update(_zero_key(i), LOCKED_VALUE.pack(0, 0, i, i * 3, 1 << 40 | i, *[0xFFFFFFFFFFFFFFFF - i - w for w in range(61)]))
+    locked.program("bump_all").test_run(ipv4_frame(17, 53), repeat=3)  # the kernel writes too
+    per_key = [(k, m.lookup(k)) for k in map(_zero_key, range(LOCKED_ENTRIES))]
+    assert all(v is not None for _, v in per_key)
+    for per_call in (None, 1, 5, LOCKED_ENTRIES, LOCKED_ENTRIES + 10):  # 5: the last call ends on ENOENT
+        for lock in (True, False):
+            batch = m.lookup_batch(lock=lock, per_call=per_call)
+            assert batch.count == LOCKED_ENTRIES, (per_call, lock)
+            assert list(batch.items()) == per_key, (per_call, lock)
+    with pytest.raises(ValueError):
+        m.lookup_batch(per_call=0)
+
+
+@pytest.mark.kernel
+def test_batch_lookup_under_the_lock_never_sees_a_value_half_written(locked: libbpf.BpfObject) -> None:
+    m, prog = locked.map("locked"), locked.program("bump_all")
+    stop = time.monotonic() + 0.5
+    writer = threading.Thread(target=lambda: [prog.test_run(ipv4_frame(17, 53), repeat=200)
+                                              for _ in range(10_000) if time.monotonic() < stop])
+    writer.start()
+    reads = 0
+    try:
+        while time.monotonic() < stop and reads < 2_000:
+            batch = m.lookup_batch(lock=True)
+            for _, value in batch.items():
+                n = LOCKED_VALUE.unpack(value)[2:]
+                assert n[1:] == (n[0],) * (LOCKED_WORDS - 1), n[:4]
+            reads += 1
+    finally:
+        writer.join(timeout=10)
+    assert reads > 0 and not writer.is_alive()
+
+
+@pytest.mark.kernel
+def test_batch_lookup_of_an_empty_map_and_past_the_end() -> None:
+    with libbpf.create_map(libbpf.MapType.HASH, 4, 8, 8, "sn_batch") as m:
+        empty = m.lookup_batch()
+        assert (empty.count, empty.keys, empty.values, list(empty.items())) == (0, b"", b"", [])
+        for i in (5, 1, 7):
+            m.update(_zero_key(i), struct.pack("=Q", 100 + i))
+        assert sorted(m.lookup_batch().items()) == sorted(m.items())
+        assert m.lookup_batch().count == 3
+    with libbpf.create_map(libbpf.MapType.ARRAY, 4, 8, 4, "sn_batch_arr") as arr:
+        with pytest.raises(libbpf.LibbpfError) as no_lock:
+            arr.lookup_batch(lock=True)  # BPF_F_LOCK needs a bpf_spin_lock in the value
+        assert no_lock.value.errno == errno.EINVAL
 
 
 # --------------------------------------------------------------------------- TC attach
