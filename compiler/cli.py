@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 
 from sealnet.contracts.errors import UserError
 
@@ -46,7 +48,16 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        return 130
+        # Leave at once: the interpreter's teardown of a large verification
+        # (z3 objects half built when the signal landed) took seconds under
+        # load and printed "Exception ignored" tracebacks from their __del__.
+        # Every command's own cleanup has already run as the exception unwound.
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(130)
     except BrokenPipeError:
         # The reader went away (`| head`): exit quietly, and keep the
         # interpreter from complaining again when it flushes stdout at exit.
@@ -54,8 +65,52 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
         return 1
 
 
+def _stop_at_once(signum: int, frame: object) -> None:
+    # A KeyboardInterrupt raised inside a __del__ (z3 frees its objects there)
+    # is printed and dropped by Python, and the run would go on to report:
+    # policyc stops here instead, with no report (stdout's buffer is dropped).
+    # The verifier's and the loader's forked workers die with it: a worker
+    # signalled alone (kill -INT of this pid, not the group) would run on.
+    multiprocessing = sys.modules.get("multiprocessing")
+    if multiprocessing is not None:
+        for child in multiprocessing.active_children():
+            child.kill()
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os._exit(130)
+
+
+def _stop_at_once_from_any_thread() -> None:
+    """The handler above runs on the main thread between bytecodes, so not
+    while it is inside a long C call (a Z3 query): the signal's byte on the
+    wake-up pipe lets a thread stop the process then (ctypes calls release the GIL)."""
+    reader, writer = os.pipe()
+    os.set_blocking(writer, False)
+    signal.set_wakeup_fd(writer, warn_on_full_buffer=False)
+
+    def watch() -> None:
+        while os.read(reader, 1) != bytes([signal.SIGINT]):
+            pass
+        _stop_at_once(signal.SIGINT, None)
+
+    threading.Thread(target=watch, name="sigint", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser(), argv)
+    # Z3 installs its own SIGINT handler around each query and turns it into
+    # a cancelled query (compiler/solving.py raises KeyboardInterrupt then);
+    # everywhere else this handler takes the signal.
+    if threading.current_thread() is not threading.main_thread():
+        return run(build_parser(), argv)  # only the main thread may set handlers (in-process callers)
+    previous = signal.signal(signal.SIGINT, _stop_at_once)
+    if argv is None:  # policyc itself, not an in-process caller: its process to stop
+        _stop_at_once_from_any_thread()
+    try:
+        return run(build_parser(), argv)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":

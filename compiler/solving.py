@@ -10,11 +10,13 @@ exit code 3).
 Z3 installs its own SIGINT handler while it solves and turns Ctrl-C into a
 cancelled query ("interrupted from keyboard"); `Session` raises
 KeyboardInterrupt then, so Ctrl-C stops the run instead of being swallowed.
+A program with its own SIGINT handler (policyc) keeps Z3's off instead.
 """
 
 from __future__ import annotations
 
 import enum
+import signal
 import time
 from dataclasses import dataclass
 
@@ -70,6 +72,10 @@ class Session:
 
     def __init__(self, budget: Budget | None = None):
         self.budget = budget or Budget()
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            # The program handles SIGINT itself (policyc stops at once: compiler/cli.py);
+            # Z3's own handler would take the signal during a query and could lose it.
+            z3.set_param("ctrl_c", False)
         self.solver = z3.Solver()
         self.started = time.monotonic()
         self.deadline = None if self.budget.total is None else self.started + self.budget.total
@@ -100,10 +106,15 @@ class Session:
         timeout = self._timeout_ms()
         self.solver.set("timeout", timeout if timeout is not None else 4294967295)
         self.queries += 1
+        started = time.monotonic()
         result = self.solver.check()
         if result == z3.unknown:
             reason = self.solver.reason_unknown().lower()
-            if _KEYBOARD in reason or ("cancel" in reason and timeout is None):
+            # Z3 takes SIGINT itself during a query and sometimes reports it as
+            # plain "canceled", as it does a timeout: a cancel well before the
+            # query's time was up can only be the interrupt.
+            early = timeout is None or (time.monotonic() - started) * 1000 < timeout * 0.9
+            if _KEYBOARD in reason or ("cancel" in reason and early):
                 raise KeyboardInterrupt
             if self.deadline is not None and time.monotonic() >= self.deadline:
                 raise Undecided("total budget exhausted")

@@ -98,10 +98,10 @@ def test_compile_refuses_an_undecided_policy(tmp_path: Path) -> None:
 def test_ctrl_c_stops_verify_at_once_without_a_report(tmp_path: Path) -> None:
     path = tmp_path / "big.policy"
     # Large enough that on an idle machine the run is still verifying well after 4 s
-    # (3,000 rules finished in about 2 s): a SIGINT that lands after the report
-    # has started would prove nothing. The solver does every check (cube budget
-    # 0), so SIGINT lands inside Z3 most of the time.
-    path.write_text(generate(10000))
+    # (10,000 rules finished in about 6 s once the verifier got faster): a SIGINT
+    # that lands after the report has started would prove nothing. The solver
+    # does every check (cube budget 0), so SIGINT lands inside Z3 most of the time.
+    path.write_text(generate(20000))
     proc = subprocess.Popen([sys.executable, "-m", "sealnet.compiler.cli", "verify", "--cube-budget", "0",
                              "--format", "json", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=ROOT)
@@ -118,6 +118,29 @@ def test_ctrl_c_stops_verify_at_once_without_a_report(tmp_path: Path) -> None:
             proc.wait()
     assert proc.returncode == 130, (proc.returncode, err[-500:])
     assert out == "" and "Traceback" not in err
+
+
+def test_ctrl_c_inside_a_finaliser_still_stops_policyc(tmp_path: Path) -> None:
+    """Python prints and drops a KeyboardInterrupt raised in a __del__ (z3 frees
+    its objects there); found as a verify that printed its whole report after
+    Ctrl-C. policyc's own SIGINT handler stops it wherever the signal lands."""
+    script = tmp_path / "finaliser.py"
+    script.write_text(
+        "import os, signal, sys\n"
+        "from sealnet.compiler import cli\n"
+        "class Freed:\n"
+        "    def __del__(self):\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        for _ in range(10000):\n"
+        "            pass\n"
+        "def command(parser, argv):\n"
+        "    Freed()\n"
+        "    print('report', flush=True)\n"
+        "    return 0\n"
+        "cli.run = command\n"
+        "sys.argv = [\"policyc\"]\nsys.exit(cli.main())\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 130 and proc.stdout == "", (proc.returncode, proc.stdout, proc.stderr[-500:])
 
 
 def test_ctrl_c_inside_one_solver_query(tmp_path: Path) -> None:
